@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/proxy"
+	"github.com/skeinmesh/skein/telemetry"
+)
+
+// sidecarFlags are daprd's flag names for what Skein implements.
+type sidecarFlags struct {
+	appID, appProtocol, appChannelAddress string
+	appPort, appMaxConcurrency            int
+	httpPort, grpcPort, internalPort      int
+	internalListenAddr                    string
+	listenAddresses                       string
+	metricsPort                           int
+	metricsListenAddr                     string
+	enableMetrics                         bool
+	config                                string
+	resourcesPaths                        stringList
+	logLevel                              string
+	logAsJSON                             bool
+	maxBodySize, readBufferSize           string
+	enableMTLS                            bool
+	mode                                  string
+	graceSeconds                          int
+	balancer                              string
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// newSidecarFlagSet registers the flags on a new set. In run mode every
+// port defaults to 0, a free port, as the Dapr CLI does.
+func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	defHTTP, defGRPC, defMetrics := 3500, 50001, 9090
+	if runMode {
+		defHTTP, defGRPC, defMetrics = 0, 0, 0
+	}
+	fs.StringVar(&f.appID, "app-id", "", "the app's id (required; no dots)")
+	fs.IntVar(&f.appPort, "app-port", 0, "the port the app listens on (0: no app channel)")
+	fs.StringVar(&f.appProtocol, "app-protocol", "http", "protocol to the app: http, h2c or https")
+	fs.StringVar(&f.appChannelAddress, "app-channel-address", "127.0.0.1", "the app's address")
+	fs.IntVar(&f.appMaxConcurrency, "app-max-concurrency", -1, "calls in flight to the app at most; more queue (-1: unlimited)")
+	fs.IntVar(&f.httpPort, "dapr-http-port", defHTTP, "HTTP API port (0: a free port)")
+	fs.IntVar(&f.grpcPort, "dapr-grpc-port", defGRPC, "gRPC API port (reserved; reported to the app)")
+	fs.IntVar(&f.internalPort, "dapr-internal-grpc-port", 0, "peer-facing port other sidecars call (0: a free port)")
+	fs.StringVar(&f.internalListenAddr, "dapr-internal-grpc-listen-address", "127.0.0.1", "address of the peer-facing port")
+	fs.StringVar(&f.listenAddresses, "dapr-listen-addresses", "127.0.0.1", "comma-separated addresses of the HTTP API")
+	fs.IntVar(&f.metricsPort, "metrics-port", defMetrics, "Prometheus metrics port (0: a free port)")
+	fs.StringVar(&f.metricsListenAddr, "metrics-listen-address", "127.0.0.1", "address of the metrics port")
+	fs.BoolVar(&f.enableMetrics, "enable-metrics", true, "serve Prometheus metrics")
+	fs.StringVar(&f.config, "config", "", "Dapr Configuration YAML file")
+	fs.Var(&f.resourcesPaths, "resources-path", "directory of resource YAML files (repeatable)")
+	fs.Var(&f.resourcesPaths, "components-path", "alias of --resources-path")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.logAsJSON, "log-as-json", false, "log JSON lines")
+	fs.StringVar(&f.maxBodySize, "max-body-size", "", "largest request body, e.g. 4Mi (empty: unlimited)")
+	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block")
+	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "mTLS between sidecars (not implemented yet: peer traffic is h2c)")
+	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
+	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")
+	fs.StringVar(&f.balancer, "load-balancer", "p2c", "p2c (peak-EWMA power of two choices) or round-robin")
+	return fs
+}
+
+// options validates the flags and turns them into sidecar options.
+func (f *sidecarFlags) options() (proxy.Options, error) {
+	var errs []error
+	if err := proxy.ValidateAppID(f.appID); err != nil {
+		errs = append(errs, fmt.Errorf("--app-id: %w", err))
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"app-port", f.appPort}, {"dapr-http-port", f.httpPort}, {"dapr-grpc-port", f.grpcPort},
+		{"dapr-internal-grpc-port", f.internalPort}, {"metrics-port", f.metricsPort}} {
+		if p.v < 0 || p.v > 65535 {
+			errs = append(errs, fmt.Errorf("--%s: %d is not a port", p.name, p.v))
+		}
+	}
+	if f.appPort != 0 && (f.appPort == f.httpPort || f.appPort == f.grpcPort) {
+		errs = append(errs, fmt.Errorf("--app-port: %d is also the sidecar's API port", f.appPort))
+	}
+	switch f.appProtocol {
+	case "http", "h2c", "https":
+	case "grpc", "grpcs":
+		errs = append(errs, fmt.Errorf("--app-protocol: %s apps are not supported yet (want http, h2c or https)", f.appProtocol))
+	default:
+		errs = append(errs, fmt.Errorf("--app-protocol: unknown protocol %q (want http, h2c or https)", f.appProtocol))
+	}
+	if f.mode != "standalone" {
+		errs = append(errs, fmt.Errorf("--mode: %q is not supported (want standalone)", f.mode))
+	}
+	if _, err := telemetry.ParseLevel(f.logLevel); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	var maxBody int64
+	if f.maxBodySize != "" {
+		v, err := parseQuantity(f.maxBodySize)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--max-body-size: %w", err))
+		}
+		maxBody = v
+	}
+	rbs, err := parseQuantity(f.readBufferSize)
+	if err != nil || rbs <= 0 {
+		errs = append(errs, fmt.Errorf("--read-buffer-size: invalid size %q", f.readBufferSize))
+	}
+	addrs, err := parseListenAddresses(f.listenAddresses)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--dapr-listen-addresses: %w", err))
+	}
+	for _, a := range []struct{ name, v string }{{"app-channel-address", f.appChannelAddress},
+		{"dapr-internal-grpc-listen-address", f.internalListenAddr}, {"metrics-listen-address", f.metricsListenAddr}} {
+		if a.v == "" {
+			errs = append(errs, fmt.Errorf("--%s: empty address", a.name))
+		}
+	}
+	if f.graceSeconds < 0 {
+		errs = append(errs, fmt.Errorf("--dapr-graceful-shutdown-seconds: %d is negative", f.graceSeconds))
+	}
+	var bal discovery.Balancer
+	switch f.balancer {
+	case "p2c":
+		bal = discovery.P2C{}
+	case "round-robin":
+		bal = &discovery.RoundRobin{}
+	default:
+		errs = append(errs, fmt.Errorf("--load-balancer: unknown balancer %q (want p2c or round-robin)", f.balancer))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return proxy.Options{}, err
+	}
+	ns := os.Getenv("NAMESPACE")
+	if ns == "" {
+		ns = "default"
+	}
+	return proxy.Options{
+		AppID:              f.appID,
+		Namespace:          ns,
+		AppPort:            f.appPort,
+		AppProtocol:        f.appProtocol,
+		AppChannelAddress:  f.appChannelAddress,
+		AppMaxConcurrency:  f.appMaxConcurrency,
+		AppAPIToken:        os.Getenv("APP_API_TOKEN"),
+		APIToken:           os.Getenv("DAPR_API_TOKEN"),
+		HTTPPort:           f.httpPort,
+		GRPCPort:           f.grpcPort,
+		ListenAddresses:    addrs,
+		InternalPort:       f.internalPort,
+		InternalListenAddr: f.internalListenAddr,
+		MetricsPort:        f.metricsPort,
+		MetricsListenAddr:  f.metricsListenAddr,
+		EnableMetrics:      f.enableMetrics,
+		MaxBodySize:        maxBody,
+		MaxHeaderBytes:     int(rbs),
+		GracePeriod:        time.Duration(f.graceSeconds) * time.Second,
+		Balancer:           bal,
+	}, nil
+}
+
+// parseListenAddresses accepts daprd's forms: "127.0.0.1", "[::1],127.0.0.1",
+// "0.0.0.0", "localhost".
+func parseListenAddresses(s string) ([]string, error) {
+	var out []string
+	for a := range strings.SplitSeq(s, ",") {
+		a = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(a), "["), "]")
+		if a == "" {
+			continue
+		}
+		if a != "localhost" && net.ParseIP(a) == nil {
+			return nil, fmt.Errorf("%q is not an IP address", a)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no address given")
+	}
+	return out, nil
+}
+
+// parseQuantity parses a Kubernetes-style size: "4Mi", "4M", "512Ki",
+// "1Gi", "1048576".
+func parseQuantity(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
+		{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q (want e.g. 4Mi)", s)
+	}
+	return n * mult, nil
+}
+
+// skeinHome returns $SKEIN_HOME, default ~/.skein.
+func skeinHome() string {
+	if h := os.Getenv("SKEIN_HOME"); h != "" {
+		return h
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".skein"
+	}
+	return filepath.Join(home, ".skein")
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/proxy"
+	"github.com/skeinmesh/skein/telemetry"
+)
+
+const version = proxy.Version
+
+func cmdSidecar(args []string, stdout, stderr io.Writer) int {
+	var f sidecarFlags
+	fs := newSidecarFlagSet("sidecar", &f, false)
+	if err := fs.Parse(args); err != nil {
+		return flagError(fs, "sidecar", err, stdout, stderr)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "skein sidecar: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	sc, log, err := newSidecar(&f, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "skein sidecar: %v\n", oneLine(err))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := sc.Run(ctx); err != nil {
+		log.Error("sidecar failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// flagError reports a flag parse error on one line (or prints help).
+func flagError(fs *flag.FlagSet, cmd string, err error, stdout, stderr io.Writer) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage of skein %s:\n", cmd)
+		fs.PrintDefaults()
+		return 0
+	}
+	fmt.Fprintf(stderr, "skein %s: %v\n", cmd, err)
+	return 2
+}
+
+// oneLine joins a multi-error into one line.
+func oneLine(err error) string {
+	s := err.Error()
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, ';', ' ')
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// newSidecar validates flags, loads config, and builds a listening sidecar.
+func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger, error) {
+	opts, err := f.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	lv := new(slog.LevelVar)
+	level, _ := telemetry.ParseLevel(f.logLevel)
+	lv.Set(level)
+	log := telemetry.NewLogger(stderr, lv, f.logAsJSON)
+	cfg, err := proxy.LoadConfig(f.config, f.resourcesPaths)
+	if err != nil {
+		return nil, nil, err
+	}
+	home := skeinHome()
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("SKEIN_HOME: %w", err)
+	}
+	reg, err := discovery.NewRegistry(filepath.Join(home, "registry"))
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := proxy.New(opts, reg, reg, telemetry.NewRegistry(), log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sc.Apply(cfg); err != nil {
+		return nil, nil, err
+	}
+	if f.enableMTLS {
+		log.Warn("mTLS between sidecars is not implemented yet: peer traffic is cleartext h2c on the internal port")
+	}
+	if err := sc.Listen(); err != nil {
+		return nil, nil, err
+	}
+	return sc, log, nil
+}

@@ -1,0 +1,139 @@
+package discovery
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Endpoint is one instance of an app id, with the load statistics the
+// balancer needs. It is safe for concurrent use.
+type Endpoint struct {
+	// Addr is the peer-facing host:port.
+	Addr string
+	id   string
+
+	inflight    atomic.Int64
+	failedUntil atomic.Int64 // unix nanos; connect failures back it off
+
+	mu    sync.Mutex
+	ewma  float64 // peak-EWMA of latency, nanoseconds
+	stamp int64   // unix nanos of the last ewma update
+}
+
+func newEndpoint(in Instance) *Endpoint {
+	return &Endpoint{Addr: in.Address, id: in.ID()}
+}
+
+// decayNanos is the peak-EWMA time constant: how fast old latency is forgotten
+// (Finagle and Linkerd use 10 s; a shorter one lets idle instances back in
+// sooner on small meshes).
+const decayNanos = float64(2 * time.Second)
+
+// observe folds one latency sample into the peak-EWMA: a sample above the
+// current value replaces it at once, lower ones decay it over time.
+func (e *Endpoint) observe(now int64, rtt time.Duration) {
+	e.mu.Lock()
+	e.ewma = e.decayed(now, float64(rtt))
+	e.stamp = now
+	e.mu.Unlock()
+}
+
+func (e *Endpoint) decayed(now int64, sample float64) float64 {
+	if sample > e.ewma {
+		return sample
+	}
+	w := math.Exp(-float64(now-e.stamp) / decayNanos)
+	return e.ewma*w + sample*(1-w)
+}
+
+// cost is the expected latency of one more request: peak-EWMA latency
+// (decayed towards zero while unused) times outstanding requests plus one.
+func (e *Endpoint) cost(now int64) float64 {
+	e.mu.Lock()
+	c := e.decayed(now, 0)
+	e.mu.Unlock()
+	return (c + 1) * float64(e.inflight.Load()+1)
+}
+
+func (e *Endpoint) backedOff(now int64) bool { return e.failedUntil.Load() > now }
+
+// markFailed backs the endpoint off for d after a connect failure.
+func (e *Endpoint) markFailed(now int64, d time.Duration) { e.failedUntil.Store(now + int64(d)) }
+
+// Balancer chooses one endpoint of a non-empty set, skipping those in tried.
+type Balancer interface {
+	Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint
+}
+
+// P2C is power of two choices over peak-EWMA cost. It is stateless.
+type P2C struct{}
+
+// Pick implements Balancer.
+func (P2C) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
+	cands := candidates(eps, tried, now)
+	switch n := len(cands); n {
+	case 0:
+		return nil
+	case 1:
+		return cands[0]
+	default:
+		i := rand.IntN(n)
+		j := rand.IntN(n - 1)
+		if j >= i {
+			j++
+		}
+		a, b := cands[i], cands[j]
+		if b.cost(now) < a.cost(now) {
+			return b
+		}
+		return a
+	}
+}
+
+// RoundRobin cycles through endpoints.
+type RoundRobin struct{ next atomic.Uint64 }
+
+// Pick implements Balancer.
+func (r *RoundRobin) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
+	cands := candidates(eps, tried, now)
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[r.next.Add(1)%uint64(len(cands))]
+}
+
+// candidates returns eps minus tried, preferring endpoints not backed off;
+// when every untried endpoint is backed off they are all candidates (the
+// least bad still beats failing the call). It does not allocate when
+// nothing is excluded.
+func candidates(eps []*Endpoint, tried []*Endpoint, now int64) []*Endpoint {
+	exclude := func(e *Endpoint) bool { return slices.Contains(tried, e) || e.backedOff(now) }
+	n := 0
+	for _, e := range eps {
+		if !exclude(e) {
+			n++
+		}
+	}
+	if n == len(eps) {
+		return eps
+	}
+	out := make([]*Endpoint, 0, len(eps))
+	for _, e := range eps {
+		if !exclude(e) {
+			out = append(out, e)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, e := range eps {
+		if !slices.Contains(tried, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

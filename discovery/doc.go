@@ -1,0 +1,22 @@
+// Package discovery finds the peer-facing endpoints of an app id and
+// chooses one per call.
+//
+// The embedded registry (Registry) needs no configuration on one machine:
+// each sidecar writes a small JSON record under
+// $SKEIN_HOME/registry/<namespace>/<app-id>/ and refreshes its modification
+// time every second. A record is live while its lease (3 s since the last
+// refresh) holds and, for local processes, while its pid exists, so a
+// SIGKILLed sidecar leaves the rotation within one poll, a hung one within
+// the lease. A clean stop removes the record at once.
+//
+// Resolver caches the endpoints of every app id it was asked about and
+// re-reads them every 250 ms; an unknown id is re-read on demand, so a new
+// sidecar is found on the first call after it registers.
+//
+// Picker is the client-side layer (an http.RoundTripper) that resolves the
+// logical host "<app-id>.<namespace>" of a request, chooses an endpoint with
+// a Balancer (power of two choices over peak-EWMA latency by default, round
+// robin on request) and sends a copy of the request addressed to it. A try
+// that could not connect, and so sent nothing, is retried at once on another
+// instance whatever the verb.
+package discovery

@@ -1,0 +1,192 @@
+package discovery
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Lease timing of the embedded registry.
+const (
+	// HeartbeatInterval is how often a registered instance refreshes its record.
+	HeartbeatInterval = time.Second
+	// LeaseTTL is how long a record stays live without a refresh.
+	LeaseTTL = 3 * time.Second
+	// staleGC is how long an expired record is kept before any reader removes it.
+	staleGC = time.Minute
+)
+
+// Instance is one registered sidecar. It is the JSON record of the registry.
+type Instance struct {
+	AppID     string `json:"appID"`
+	Namespace string `json:"namespace"`
+	// Address is the peer-facing host:port other sidecars dial.
+	Address  string `json:"address"`
+	PID      int    `json:"pid"`
+	Hostname string `json:"hostname"`
+	// The remaining fields are informational (metadata endpoint, skein tools).
+	HTTPPort    int       `json:"httpPort,omitempty"`
+	GRPCPort    int       `json:"grpcPort,omitempty"`
+	MetricsPort int       `json:"metricsPort,omitempty"`
+	AppPort     int       `json:"appPort,omitempty"`
+	Started     time.Time `json:"started"`
+}
+
+// ID is the instance's stable name within its app id.
+func (in Instance) ID() string {
+	return fmt.Sprintf("%s-%d-%s", in.Hostname, in.PID, strings.NewReplacer(":", "_", "[", "", "]", "").Replace(in.Address))
+}
+
+// Registry is the file-based embedded registry rooted at a directory
+// (normally $SKEIN_HOME/registry). It is safe for concurrent use; it holds
+// no state beyond the directory.
+type Registry struct {
+	dir string
+	now func() time.Time
+}
+
+// NewRegistry returns a registry rooted at dir, creating it (0700) if needed.
+func NewRegistry(dir string) (*Registry, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("registry %s: %w", dir, err)
+	}
+	return &Registry{dir: dir, now: time.Now}, nil
+}
+
+func (r *Registry) appDir(appID, namespace string) string {
+	return filepath.Join(r.dir, namespace, appID)
+}
+
+// Register writes in's record and returns a Lease that keeps it alive.
+func (r *Registry) Register(in Instance) (*Lease, error) {
+	dir := r.appDir(in.AppID, in.Namespace)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
+	}
+	file := filepath.Join(dir, in.ID()+".json")
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
+	}
+	// Rename is atomic: readers see the whole record or none.
+	if err := os.Rename(tmp, file); err != nil {
+		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
+	}
+	return &Lease{file: file, now: r.now}, nil
+}
+
+// Lookup returns the live instances of appID in namespace. Expired records
+// older than a minute are removed on the way.
+func (r *Registry) Lookup(appID, namespace string) ([]Instance, error) {
+	dir := r.appDir(appID, namespace)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lookup %s: %w", appID, err)
+	}
+	now := r.now()
+	var out []Instance
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		file := filepath.Join(dir, e.Name())
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		age := now.Sub(info.ModTime())
+		if age > staleGC {
+			_ = os.Remove(file)
+			continue
+		}
+		if age > LeaseTTL {
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var in Instance
+		if json.Unmarshal(b, &in) != nil || in.Address == "" {
+			continue
+		}
+		if !alive(in) {
+			// Its process is gone (SIGKILL, crash): don't wait for the lease.
+			_ = os.Remove(file)
+			continue
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+// alive reports whether a record's process may still run. Only records whose
+// address is on loopback are checked, since only they are surely this host's.
+func alive(in Instance) bool {
+	ap, err := netip.ParseAddrPort(in.Address)
+	if err != nil || !ap.Addr().IsLoopback() || in.PID <= 0 {
+		return true
+	}
+	if h, _ := os.Hostname(); h != in.Hostname {
+		return true
+	}
+	err = syscall.Kill(in.PID, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Lease keeps one registry record alive.
+type Lease struct {
+	file string
+	now  func() time.Time
+}
+
+// Renew refreshes the record's lease.
+func (l *Lease) Renew() error {
+	t := l.now()
+	return os.Chtimes(l.file, t, t)
+}
+
+// Release removes the record: the instance leaves every caller's rotation
+// at their next read.
+func (l *Lease) Release() error {
+	err := os.Remove(l.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// KeepAlive renews l every HeartbeatInterval until stop is closed, then
+// releases it. It logs, but survives, a failed renewal.
+func (l *Lease) KeepAlive(stop <-chan struct{}, log *slog.Logger) {
+	t := time.NewTicker(HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			if err := l.Release(); err != nil {
+				log.Warn("deregister failed", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := l.Renew(); err != nil {
+				log.Warn("registry renew failed", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,342 @@
+package proxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+
+	"github.com/skeinmesh/skein/telemetry"
+)
+
+// Dapr's control endpoints on the API port.
+const (
+	pathHealthz         = "/v1.0/healthz"
+	pathHealthzOutbound = "/v1.0/healthz/outbound"
+	pathMetadata        = "/v1.0/metadata"
+)
+
+// call is the request-scoped fact the forwarders need: where the call goes.
+type call struct {
+	target Target
+	method string
+	// fromPeer is set on the callee side, where the identity headers come
+	// from the caller's sidecar.
+	fromPeer bool
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// serveAPI is the app-facing handler: control endpoints, else invocation.
+// Like daprd, anything that is not a control endpoint is an invocation
+// attempt, so unknown paths get the invoke API's 404.
+func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		switch r.URL.Path {
+		case pathHealthz:
+			s.serveHealthz(w, r)
+			return
+		case pathHealthzOutbound:
+			s.serveOutbound(w)
+			return
+		}
+	}
+	if s.opts.APIToken != "" {
+		// DAPR_API_TOKEN: constant-time compare; the header goes no further.
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderAPIToken)), []byte(s.opts.APIToken)) != 1 {
+			http.Error(w, "invalid api token", http.StatusUnauthorized)
+			return
+		}
+	}
+	if r.Method == http.MethodGet && r.URL.Path == pathMetadata && r.Header.Get(HeaderAppID) == "" {
+		s.serveMetadata(w)
+		return
+	}
+	inv, err := ParseInvocation(r, s.opts.Namespace)
+	if err != nil {
+		writeInvokeError(w, rawTarget(r), err)
+		return
+	}
+	if !s.checkBody(w, r, inv.Target.AppID) {
+		return
+	}
+	c := &call{target: inv.Target, method: inv.Method}
+	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	if inv.Target == s.self {
+		// Self-invocation goes straight to the local app (contract §1.9).
+		if s.opts.AppPort == 0 {
+			writeInvokeError(w, inv.Target.AppID, errors.New("cannot invoke local endpoint: "+errNoAppChannel.Error()))
+			return
+		}
+		s.local.ServeHTTP(w, r)
+		return
+	}
+	s.remote.ServeHTTP(w, r)
+}
+
+// rawTarget names the target of a request for error messages, as given.
+func rawTarget(r *http.Request) string {
+	if v := r.Header.Get(HeaderAppID); v != "" {
+		return v
+	}
+	if t, _, ok := parseInvokePath(r.URL.Path); ok {
+		if u, err := url.QueryUnescape(t); err == nil {
+			return u
+		}
+		return t
+	}
+	return ""
+}
+
+// checkBody enforces --max-body-size: a declared length over the limit is
+// refused before anything is sent; a chunked body is cut off at the limit.
+func (s *Sidecar) checkBody(w http.ResponseWriter, r *http.Request, target string) bool {
+	max := s.opts.MaxBodySize
+	if max <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if r.ContentLength > max {
+		writeInvokeError(w, target, errBodyTooLarge)
+		return false
+	}
+	if r.ContentLength < 0 {
+		r.Body = &limitedBody{rc: r.Body, left: max}
+	}
+	return true
+}
+
+// limitedBody fails reads past its limit with errBodyTooLarge.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, _ := b.rc.Read(one[:]); n > 0 {
+			return 0, errBodyTooLarge
+		}
+		return b.rc.Read(p)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// servePeer is the peer-facing handler: a call from another sidecar to this
+// sidecar's app. The :authority names the app the caller meant; a call
+// meant for another app is refused rather than delivered to the wrong one.
+func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
+	if r.Host != s.self.String() {
+		writeError(w, http.StatusMisdirectedRequest, codeDirectInvoke,
+			"failed to invoke, id: "+r.Host+", err: this sidecar serves "+s.self.String(), ReasonMisdirected, nil)
+		return
+	}
+	if s.opts.AppPort == 0 {
+		writeInvokeError(w, s.self.AppID, errNoAppChannel)
+		return
+	}
+	// Defence in depth: normalise again on the callee (contract §1.3).
+	m, err := NormalizeMethod(r.URL.Path)
+	if err != nil {
+		writeInvokeError(w, s.self.AppID, err)
+		return
+	}
+	c := &call{target: s.self, method: m, fromPeer: true}
+	s.local.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+}
+
+// rewriteRemote addresses a call to the target's logical name; the picker
+// replaces the host with an instance's address.
+func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	out := pr.Out
+	name := c.target.String()
+	out.URL.Scheme = "http"
+	out.URL.Host = name
+	out.Host = name
+	setPath(out.URL, c.method, pr.In.URL.RawQuery)
+	h := out.Header
+	delete(h, HeaderAppID)
+	if s.opts.APIToken != "" {
+		delete(h, HeaderAPIToken)
+	}
+	stampIdentity(h, s.caller, c.target)
+	copyForwarded(h, pr.In.Header)
+	stampForwarded(h, s.opts.Host)
+	setTrace(h, pr.In.Context())
+}
+
+// rewriteLocal addresses a call to the local app.
+func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
+	c := callFrom(pr.In.Context())
+	out := pr.Out
+	addr := s.appAddr()
+	out.URL.Scheme = "http"
+	if s.opts.AppProtocol == "https" {
+		out.URL.Scheme = "https"
+	}
+	out.URL.Host = addr
+	out.Host = addr
+	setPath(out.URL, c.method, pr.In.URL.RawQuery)
+	h := out.Header
+	copyForwarded(h, pr.In.Header)
+	if !c.fromPeer {
+		delete(h, HeaderAppID)
+		if s.opts.APIToken != "" {
+			delete(h, HeaderAPIToken)
+		}
+		stampIdentity(h, s.caller, c.target)
+	}
+	if s.opts.AppAPIToken != "" {
+		h[HeaderAPIToken] = []string{s.opts.AppAPIToken}
+	}
+	setTrace(h, pr.In.Context())
+}
+
+func setPath(u *url.URL, method, rawQuery string) {
+	u.Path = "/" + method
+	u.RawPath = ""
+	u.RawQuery = rawQuery
+}
+
+// copyForwarded restores the forwarding headers ReverseProxy strips before
+// Rewrite: Skein appends to them rather than replacing them.
+func copyForwarded(dst, src http.Header) {
+	for _, k := range [...]string{headerForwarded, headerXForwardedFor, headerXForwardedHost, "X-Forwarded-Proto"} {
+		if v, ok := src[k]; ok {
+			dst[k] = v
+		}
+	}
+}
+
+func setTrace(h http.Header, ctx context.Context) {
+	if sc, ok := telemetry.SpanFrom(ctx); ok {
+		h["Traceparent"] = []string{sc.Traceparent()}
+	}
+}
+
+// addTraceparent gives the client the trace context when the app's response
+// carries none (contract §1.7).
+func addTraceparent(resp *http.Response) error {
+	if _, ok := resp.Header["Traceparent"]; !ok {
+		if tp, ok := resp.Request.Header["Traceparent"]; ok {
+			resp.Header["Traceparent"] = tp
+		}
+	}
+	return nil
+}
+
+// proxyError answers a failed forward. A client that went away gets nothing.
+func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return
+	}
+	c := callFrom(r.Context())
+	id := ""
+	if c != nil {
+		id = c.target.AppID
+	}
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("invoke failed", "target", id, "err", err)
+	}
+	writeInvokeError(w, id, err)
+}
+
+func (s *Sidecar) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	if id := r.URL.Query().Get("appid"); id != "" && id != s.opts.AppID {
+		writeError(w, http.StatusInternalServerError, codeAppIDMismatch, "dapr app-id does not match", ReasonNotReady, nil)
+		return
+	}
+	if !s.ready.Load() {
+		writeError(w, http.StatusInternalServerError, codeNotReady, "dapr is not ready: [sidecar]", ReasonNotReady, nil)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Sidecar) serveOutbound(w http.ResponseWriter) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusInternalServerError, codeOutboundReady, "dapr outbound is not ready", ReasonNotReady, nil)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// metadata is the /v1.0/metadata document: Dapr's fields (contract §3.5)
+// plus Skein's ports, known instances and config version.
+type metadata struct {
+	ID              string              `json:"id"`
+	Namespace       string              `json:"namespace"`
+	RuntimeVersion  string              `json:"runtimeVersion"`
+	EnabledFeatures []string            `json:"enabledFeatures"`
+	Actors          []any               `json:"actors"`
+	Components      []any               `json:"components"`
+	HTTPEndpoints   []any               `json:"httpEndpoints"`
+	Subscriptions   []any               `json:"subscriptions"`
+	Extended        map[string]string   `json:"extended"`
+	AppConnection   appConnection       `json:"appConnectionProperties"`
+	Ports           Ports               `json:"ports"`
+	Instances       map[string][]string `json:"instances"`
+	Config          configStatus        `json:"config"`
+}
+
+type appConnection struct {
+	Port           int    `json:"port,omitempty"`
+	Protocol       string `json:"protocol"`
+	ChannelAddress string `json:"channelAddress"`
+	MaxConcurrency int    `json:"maxConcurrency,omitempty"`
+}
+
+type configStatus struct {
+	Version       string         `json:"version"`
+	Configuration string         `json:"configuration,omitempty"`
+	Resources     map[string]int `json:"resources"`
+}
+
+func (s *Sidecar) serveMetadata(w http.ResponseWriter) {
+	snap := s.snap.Load()
+	md := metadata{
+		ID:              s.opts.AppID,
+		Namespace:       s.opts.Namespace,
+		RuntimeVersion:  Version,
+		EnabledFeatures: []string{},
+		Actors:          []any{},
+		Components:      []any{},
+		HTTPEndpoints:   []any{},
+		Subscriptions:   []any{},
+		Extended:        map[string]string{"daprRuntimeVersion": "skein-" + Version},
+		AppConnection: appConnection{
+			Port:           s.opts.AppPort,
+			Protocol:       s.opts.AppProtocol,
+			ChannelAddress: s.opts.AppChannelAddress,
+			MaxConcurrency: max(s.opts.AppMaxConcurrency, 0),
+		},
+		Ports:     s.Ports(),
+		Instances: s.resolver.Known(),
+		Config:    configStatus{Version: snap.Version, Configuration: snap.ConfigName, Resources: snap.Kinds},
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,48 @@
+package proxy
+
+import (
+	"net/http"
+
+	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/telemetry"
+)
+
+// chain applies server layers so that the first one listed sees the request
+// first.
+func chain(h http.Handler, layers ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(layers) - 1; i >= 0; i-- {
+		h = layers[i](h)
+	}
+	return h
+}
+
+// wrap applies client layers so that the first one listed sees the request
+// first.
+func wrap(rt http.RoundTripper, layers ...func(http.RoundTripper) http.RoundTripper) http.RoundTripper {
+	for i := len(layers) - 1; i >= 0; i-- {
+		rt = layers[i](rt)
+	}
+	return rt
+}
+
+// The order of every path through a sidecar, in one place.
+func (s *Sidecar) buildChains() {
+	// App → sidecar: the invoke API and the control endpoints.
+	s.apiHandler = chain(http.HandlerFunc(s.serveAPI),
+		telemetry.TraceContext(), // first: every hop, rejected calls too, gets its span
+	)
+	// Sidecar → remote sidecar, one per call; the picker retries only what
+	// never left the process.
+	s.remote.Transport = wrap(s.peerTransport,
+		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try; copies the request addressed to it
+	)
+	// Remote sidecar → this sidecar → app.
+	s.peerHandler = chain(http.HandlerFunc(s.servePeer),
+		telemetry.TraceContext(), // the callee hop gets its own span id
+	)
+	// Sidecar → local app, for calls from peers and self-invocation.
+	s.local.Transport = wrap(s.appTransport,
+		appChannelErrors, // outermost: every failure below is an app-channel failure
+		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
+	)
+}

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is everything the sidecar reads from files (and, later, xDS): the
+// Dapr Configuration from --config and the resources found under
+// --resources-path. Sidecar.Apply compiles it into a Snapshot.
+type Config struct {
+	// Version identifies the content (a hash of the files), for logs and
+	// /v1.0/metadata.
+	Version string
+	// Configuration is the Dapr Configuration, nil when --config is unset.
+	Configuration *Resource
+	// Resources are the other resources, in file order.
+	Resources []Resource
+}
+
+// Resource is the envelope shared by every Dapr resource. Spec stays a YAML
+// node: each concern decodes and validates the part it owns.
+type Resource struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string `yaml:"name"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"metadata"`
+	Spec   yaml.Node `yaml:"spec"`
+	Scopes []string  `yaml:"scopes"`
+	// File is where the resource was read from.
+	File string `yaml:"-"`
+}
+
+// validate checks the envelope.
+func (r *Resource) validate() error {
+	var errs []error
+	if r.APIVersion == "" {
+		errs = append(errs, errors.New("apiVersion: required"))
+	}
+	if r.Kind == "" {
+		errs = append(errs, errors.New("kind: required"))
+	}
+	if r.Metadata.Name == "" {
+		errs = append(errs, errors.New("metadata.name: required"))
+	}
+	if r.Spec.Kind != 0 && r.Spec.Kind != yaml.MappingNode {
+		errs = append(errs, errors.New("spec: must be a mapping"))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads the Configuration file (may be "") and every YAML file
+// in resourceDirs. It returns all problems found, each naming its file.
+func LoadConfig(configFile string, resourceDirs []string) (Config, error) {
+	var cfg Config
+	h := sha256.New()
+	var errs []error
+	if configFile != "" {
+		rs, err := readResources(configFile, h)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case len(rs) != 1 || rs[0].Kind != "Configuration":
+			errs = append(errs, fmt.Errorf("%s: want exactly one resource of kind Configuration", configFile))
+		default:
+			cfg.Configuration = &rs[0]
+		}
+	}
+	for _, dir := range resourceDirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resources path: %w", err))
+			continue
+		}
+		for _, e := range ents {
+			ext := filepath.Ext(e.Name())
+			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+				continue
+			}
+			rs, err := readResources(filepath.Join(dir, e.Name()), h)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			cfg.Resources = append(cfg.Resources, rs...)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	cfg.Version = hex.EncodeToString(h.Sum(nil))[:12]
+	return cfg, nil
+}
+
+func readResources(file string, h io.Writer) ([]Resource, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = h.Write(b)
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var out []Resource
+	for i := 0; ; i++ {
+		var r Resource
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+		}
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+		}
+		r.File = file
+		out = append(out, r)
+	}
+}
+
+// Snapshot is a compiled Config. It is immutable once stored; a request
+// loads the current one once and uses it to the end.
+type Snapshot struct {
+	Version string
+	// ConfigName is the Configuration's metadata.name, "" without --config.
+	ConfigName string
+	// Kinds counts resources by kind, for /v1.0/metadata.
+	Kinds map[string]int
+}
+
+// compile validates cfg and builds its snapshot. Each concern added later
+// (access control, resiliency, tracing) compiles its section here and adds
+// its matchers to Snapshot; any error rejects the whole config.
+func compile(cfg Config) (*Snapshot, error) {
+	s := &Snapshot{Version: cfg.Version, Kinds: map[string]int{}}
+	if c := cfg.Configuration; c != nil {
+		if !strings.HasPrefix(c.APIVersion, "dapr.io/") {
+			return nil, fmt.Errorf("%s: apiVersion %q: want dapr.io/v1alpha1", c.File, c.APIVersion)
+		}
+		s.ConfigName = c.Metadata.Name
+	}
+	for _, r := range cfg.Resources {
+		s.Kinds[r.Kind]++
+	}
+	return s, nil
+}

@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/skeinmesh/skein/discovery"
+)
+
+// Reasons carried in the google.rpc.ErrorInfo detail of every error Skein
+// generates (PRODUCT.md difference 4). Clients branch on these, not on text.
+const (
+	ReasonNoAppID        = "NO_APP_ID"
+	ReasonInvalidAppID   = "INVALID_APP_ID"
+	ReasonAppNotFound    = "APP_NOT_FOUND"
+	ReasonAppUnreachable = "APP_UNREACHABLE"
+	ReasonAppChannel     = "APP_CHANNEL_ERROR"
+	ReasonNoAppChannel   = "APP_CHANNEL_NOT_INITIALIZED"
+	ReasonInvalidMethod  = "INVALID_METHOD"
+	ReasonBodyTooLarge   = "BODY_TOO_LARGE"
+	ReasonTimeout        = "TIMEOUT"
+	ReasonMisdirected    = "MISDIRECTED"
+	ReasonNotReady       = "NOT_READY"
+)
+
+// Dapr error codes (contract §1.10).
+const (
+	codeDirectInvoke  = "ERR_DIRECT_INVOKE"
+	codeNotReady      = "ERR_HEALTH_NOT_READY"
+	codeOutboundReady = "ERR_OUTBOUND_HEALTH_NOT_READY"
+	codeAppIDMismatch = "ERR_HEALTH_APPID_NOT_MATCH"
+)
+
+// errBodyTooLarge is returned by the body limiter when a request body
+// exceeds --max-body-size. The text is Dapr's.
+var errBodyTooLarge = errors.New("stream too large")
+
+// errNoAppChannel is returned when the sidecar has no --app-port.
+var errNoAppChannel = errors.New("app channel is not initialized")
+
+// appChannelError wraps a transport error talking to the local app.
+type appChannelError struct{ err error }
+
+func (e *appChannelError) Error() string { return "error invoking app channel: " + e.err.Error() }
+func (e *appChannelError) Unwrap() error { return e.err }
+
+// errorInfo is google.rpc.ErrorInfo as JSON.
+type errorInfo struct {
+	Type     string            `json:"@type"`
+	Reason   string            `json:"reason"`
+	Domain   string            `json:"domain"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+type errorBody struct {
+	ErrorCode string      `json:"errorCode"`
+	Message   string      `json:"message"`
+	Details   []errorInfo `json:"details,omitempty"`
+}
+
+// classify maps an invocation error to Dapr's HTTP status and Skein's reason.
+// It is the one place that decides what a failure looks like to a client.
+func classify(err error) (status int, reason string) {
+	var badID *InvalidAppIDError
+	var appErr *appChannelError
+	switch {
+	case errors.Is(err, ErrNoAppID):
+		return http.StatusNotFound, ReasonNoAppID
+	case errors.As(err, &badID):
+		return http.StatusInternalServerError, ReasonInvalidAppID
+	case errors.Is(err, ErrInvalidMethod):
+		return http.StatusInternalServerError, ReasonInvalidMethod
+	case errors.Is(err, discovery.ErrNotFound):
+		return http.StatusInternalServerError, ReasonAppNotFound
+	case errors.Is(err, discovery.ErrUnreachable):
+		return http.StatusInternalServerError, ReasonAppUnreachable
+	case errors.Is(err, errBodyTooLarge):
+		return http.StatusInternalServerError, ReasonBodyTooLarge
+	case errors.Is(err, errNoAppChannel):
+		return http.StatusInternalServerError, ReasonNoAppChannel
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusInternalServerError, ReasonTimeout
+	case errors.As(err, &appErr):
+		return http.StatusInternalServerError, ReasonAppChannel
+	}
+	return http.StatusInternalServerError, ReasonAppUnreachable
+}
+
+// writeInvokeError writes a failed invocation of target as Dapr does:
+// {"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: <id>, err: <cause>"}
+// plus the ErrorInfo detail.
+func writeInvokeError(w http.ResponseWriter, target string, err error) {
+	status, reason := classify(err)
+	msg := err.Error()
+	if status != http.StatusNotFound {
+		msg = "failed to invoke, id: " + target + ", err: " + msg
+	}
+	md := map[string]string(nil)
+	if target != "" {
+		md = map[string]string{"appID": target}
+	}
+	writeError(w, status, codeDirectInvoke, msg, reason, md)
+}
+
+// writeError writes Dapr's JSON error envelope with Skein's ErrorInfo detail.
+func writeError(w http.ResponseWriter, status int, code, msg, reason string, md map[string]string) {
+	b, _ := json.Marshal(errorBody{
+		ErrorCode: code,
+		Message:   msg,
+		Details: []errorInfo{{
+			Type:     "type.googleapis.com/google.rpc.ErrorInfo",
+			Reason:   reason,
+			Domain:   "skein",
+			Metadata: md,
+		}},
+	})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

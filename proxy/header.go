@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"strings"
+)
+
+// Header names Skein reads or writes, in canonical form so lookups on
+// http.Header need no canonicalisation at run time.
+const (
+	HeaderAppID           = "Dapr-App-Id"
+	HeaderCallerAppID     = "Dapr-Caller-App-Id"
+	HeaderCallerNamespace = "Dapr-Caller-Namespace"
+	HeaderCalleeAppID     = "Dapr-Callee-App-Id"
+	HeaderAPIToken        = "Dapr-Api-Token"
+	headerForwarded       = "Forwarded"
+	headerXForwardedFor   = "X-Forwarded-For"
+	headerXForwardedHost  = "X-Forwarded-Host"
+)
+
+// hopHeaders are removed on every hop (RFC 9110 §7.6.1 plus the legacy names
+// Dapr also strips, contract §1.6). httputil.ReverseProxy removes most of
+// these itself; removeHopHeaders makes the rule explicit and complete.
+var hopHeaders = []string{
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"Transfer-Encoding",
+	"Upgrade",
+	"Http2-Settings",
+	"Te",
+	"Trailer",
+	"Proxy-Authorization",
+	"Proxy-Authenticate",
+}
+
+// removeHopHeaders deletes hop-by-hop headers and any header named in
+// Connection from h.
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = http.CanonicalHeaderKey(strings.TrimSpace(f)); f != "" {
+				delete(h, f)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// Caller describes the calling app, stamped on every invocation.
+type Caller struct {
+	AppID     string
+	Namespace string
+}
+
+// stampIdentity removes any client-sent copies of the identity headers and
+// sets them from the sidecar's own knowledge (PRODUCT.md difference 2: Dapr
+// lets remote HTTP callers spoof dapr-caller-app-id; Skein never does).
+func stampIdentity(h http.Header, caller Caller, callee Target) {
+	h[HeaderCallerAppID] = []string{caller.AppID}
+	h[HeaderCallerNamespace] = []string{caller.Namespace}
+	h[HeaderCalleeAppID] = []string{callee.AppID}
+}
+
+// Host describes where a sidecar runs, for Forwarded / X-Forwarded-* headers.
+type Host struct {
+	IP   string // DAPR_HOST_IP, else the preferred outbound address
+	Name string // hostname
+}
+
+// forwardedValue is the RFC 7239 element Dapr adds on remote calls:
+// for=<ip>;by=<ip>;host=<hostname>, with IPv6 addresses quoted and bracketed.
+func (h Host) forwardedValue() string {
+	ip := h.IP
+	if strings.Contains(ip, ":") {
+		ip = `"[` + ip + `]"`
+	}
+	return "for=" + ip + ";by=" + ip + ";host=" + h.Name
+}
+
+// stampForwarded appends this hop to X-Forwarded-For and Forwarded and sets
+// X-Forwarded-Host (remote calls only, contract §1.6).
+func stampForwarded(h http.Header, host Host) {
+	h[headerXForwardedFor] = appendList(h[headerXForwardedFor], host.IP)
+	h[headerXForwardedHost] = []string{host.Name}
+	h[headerForwarded] = appendList(h[headerForwarded], host.forwardedValue())
+}
+
+// appendList appends v as a list element to the last field value, so the
+// header keeps one line: "a, b".
+func appendList(vs []string, v string) []string {
+	if len(vs) == 0 {
+		return []string{v}
+	}
+	return []string{strings.Join(vs, ", ") + ", " + v}
+}
+
+// outboundIP returns the address the host would use for outbound traffic,
+// without sending anything (a UDP connect only selects a route).
+func outboundIP() string {
+	c, err := net.Dial("udp", "192.0.2.1:9") // TEST-NET-1, never contacted
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		return a.IP.String()
+	}
+	return "127.0.0.1"
+}

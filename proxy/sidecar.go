@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/skeinmesh/skein/discovery"
+)
+
+// Version is the runtime version reported on /v1.0/metadata.
+const Version = "0.1.0"
+
+// Options are the sidecar's start-up settings (daprd's flags). Zero ports
+// mean "pick a free port".
+type Options struct {
+	AppID     string
+	Namespace string
+	// AppPort is the local app's port; 0 means no app channel.
+	AppPort            int
+	AppProtocol        string // http, h2c, https
+	AppChannelAddress  string
+	AppMaxConcurrency  int // <= 0: unlimited
+	AppAPIToken        string
+	APIToken           string // DAPR_API_TOKEN: required on the HTTP API
+	HTTPPort           int
+	GRPCPort           int // reported only: the gRPC API is not served yet
+	ListenAddresses    []string
+	InternalPort       int
+	InternalListenAddr string
+	MetricsPort        int
+	MetricsListenAddr  string
+	EnableMetrics      bool
+	MaxBodySize        int64 // 0: unlimited
+	MaxHeaderBytes     int
+	GracePeriod        time.Duration
+	Balancer           discovery.Balancer
+	Host               Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
+}
+
+// Registrar announces this sidecar to other sidecars.
+type Registrar interface {
+	Register(discovery.Instance) (*discovery.Lease, error)
+}
+
+// Sidecar is one running sidecar: its listeners, pipelines and state. Create
+// it with New, call Listen, then Run.
+type Sidecar struct {
+	opts     Options
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	registry Registrar
+	resolver *discovery.Resolver
+	balancer discovery.Balancer
+	caller   Caller
+	self     Target
+
+	snap atomic.Pointer[Snapshot] // current config; loaded once per request
+
+	peerTransport *http.Transport
+	appTransport  *http.Transport
+	remote        *httputil.ReverseProxy // to other sidecars
+	local         *httputil.ReverseProxy // to the local app
+	apiHandler    http.Handler
+	peerHandler   http.Handler
+
+	apiLns                []net.Listener
+	peerLn, metricsLn     net.Listener
+	apiSrv, peerSrv, mSrv *http.Server
+
+	ready    atomic.Bool
+	peerConn prometheus.Counter
+}
+
+// New builds a sidecar. It does not listen yet.
+func New(opts Options, registry Registrar, source discovery.Source, reg *prometheus.Registry, log *slog.Logger) (*Sidecar, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if opts.AppChannelAddress == "" {
+		opts.AppChannelAddress = "127.0.0.1"
+	}
+	if opts.AppProtocol == "" {
+		opts.AppProtocol = "http"
+	}
+	if opts.Host.IP == "" {
+		opts.Host.IP = os.Getenv("DAPR_HOST_IP")
+		if opts.Host.IP == "" {
+			opts.Host.IP = outboundIP()
+		}
+	}
+	if opts.Host.Name == "" {
+		opts.Host.Name, _ = os.Hostname()
+	}
+	if opts.Balancer == nil {
+		opts.Balancer = discovery.P2C{}
+	}
+	if err := ValidateAppID(opts.AppID); err != nil {
+		return nil, err
+	}
+	log = log.With("app_id", opts.AppID)
+	s := &Sidecar{
+		opts:          opts,
+		log:           log,
+		reg:           reg,
+		registry:      registry,
+		resolver:      discovery.NewResolver(source, log),
+		balancer:      opts.Balancer,
+		caller:        Caller{AppID: opts.AppID, Namespace: opts.Namespace},
+		self:          Target{AppID: opts.AppID, Namespace: opts.Namespace},
+		peerTransport: newPeerTransport(),
+		appTransport:  newAppTransport(opts.AppProtocol),
+		peerConn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skein_peer_connections_opened_total",
+			Help: "Connections accepted on the peer-facing port.",
+		}),
+	}
+	reg.MustRegister(s.peerConn)
+	bufs := &bufferPool{}
+	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
+	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
+	s.buildChains()
+	s.snap.Store(&Snapshot{Version: "none", Kinds: map[string]int{}})
+	return s, nil
+}
+
+// Apply compiles cfg and swaps it in; on error the current snapshot keeps
+// serving and the error says why.
+func (s *Sidecar) Apply(cfg Config) error {
+	snap, err := compile(cfg)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", cfg.Version, err)
+	}
+	s.snap.Store(snap)
+	s.log.Info("config applied", "version", snap.Version, "configuration", snap.ConfigName)
+	return nil
+}
+
+// Ports are the bound ports of a sidecar.
+type Ports struct {
+	HTTP, GRPC, Internal, Metrics int
+}
+
+// Ports returns the bound ports; valid after Listen.
+func (s *Sidecar) Ports() Ports {
+	p := Ports{GRPC: s.opts.GRPCPort}
+	if len(s.apiLns) > 0 {
+		p.HTTP = portOf(s.apiLns[0])
+	}
+	if s.peerLn != nil {
+		p.Internal = portOf(s.peerLn)
+	}
+	if s.metricsLn != nil {
+		p.Metrics = portOf(s.metricsLn)
+	}
+	return p
+}
+
+func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
+
+// Listen binds every port. Port 0 picks a free one; with several listen
+// addresses the later ones reuse the port the first got.
+func (s *Sidecar) Listen() error {
+	port := s.opts.HTTPPort
+	for _, a := range s.opts.ListenAddresses {
+		ln, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen http api: %w", err)
+		}
+		port = portOf(ln)
+		s.apiLns = append(s.apiLns, ln)
+	}
+	var err error
+	s.peerLn, err = net.Listen("tcp", net.JoinHostPort(s.opts.InternalListenAddr, strconv.Itoa(s.opts.InternalPort)))
+	if err != nil {
+		s.closeListeners()
+		return fmt.Errorf("listen internal port: %w", err)
+	}
+	if s.opts.EnableMetrics {
+		s.metricsLn, err = net.Listen("tcp", net.JoinHostPort(s.opts.MetricsListenAddr, strconv.Itoa(s.opts.MetricsPort)))
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen metrics port: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Sidecar) closeListeners() {
+	for _, ln := range append(s.apiLns, s.peerLn, s.metricsLn) {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully: it deregisters
+// first so no new call is routed here, stops accepting, waits up to the
+// grace period for calls in flight, and returns. Before it returns nil the
+// sidecar has become ready: app port reachable (when given) and registered.
+func (s *Sidecar) Run(ctx context.Context) error {
+	var p1 http.Protocols
+	p1.SetHTTP1(true)
+	p1.SetUnencryptedHTTP2(true) // h2c on the API port, as daprd
+	s.apiSrv = &http.Server{
+		Handler:           s.apiHandler,
+		Protocols:         &p1,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	var p2 http.Protocols
+	p2.SetUnencryptedHTTP2(true)
+	s.peerSrv = &http.Server{
+		Handler:           s.peerHandler,
+		Protocols:         &p2,
+		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.peerConn.Inc()
+			}
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(s.apiLns)+2)
+	serve := func(srv *http.Server, ln net.Listener) {
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+	}
+	for _, ln := range s.apiLns {
+		serve(s.apiSrv, ln)
+	}
+	serve(s.peerSrv, s.peerLn)
+	if s.metricsLn != nil {
+		s.mSrv = &http.Server{
+			Handler:           promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		serve(s.mSrv, s.metricsLn)
+	}
+	rctx, stopResolver := context.WithCancel(context.Background())
+	wg.Go(func() { s.resolver.Run(rctx) })
+
+	p := s.Ports()
+	s.log.Info("sidecar listening", "http_port", p.HTTP, "internal_port", p.Internal, "metrics_port", p.Metrics, "namespace", s.opts.Namespace)
+
+	stopLease := make(chan struct{})
+	var runErr error
+	if err := s.becomeReady(ctx, &wg, stopLease); err != nil {
+		runErr = err
+	} else {
+		select {
+		case <-ctx.Done():
+		case runErr = <-errc:
+		}
+	}
+	s.ready.Store(false)
+	close(stopLease) // deregister before draining: no new calls are routed here
+	s.log.Info("shutting down", "grace", s.opts.GracePeriod)
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.GracePeriod)
+	defer cancel()
+	var shut sync.WaitGroup
+	for _, srv := range []*http.Server{s.apiSrv, s.peerSrv, s.mSrv} {
+		if srv != nil {
+			shut.Go(func() {
+				if err := srv.Shutdown(sctx); err != nil {
+					s.log.Warn("shutdown incomplete", "err", err)
+					_ = srv.Close()
+				}
+			})
+		}
+	}
+	shut.Wait()
+	stopResolver()
+	wg.Wait()
+	s.peerTransport.CloseIdleConnections()
+	s.appTransport.CloseIdleConnections()
+	s.log.Info("sidecar stopped")
+	return runErr
+}
+
+// becomeReady waits for the app port, registers, and marks the sidecar
+// ready. The lease goroutine is owned by wg and ends when stop closes.
+func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan struct{}) error {
+	if s.opts.AppPort > 0 {
+		if err := waitForPort(ctx, s.appAddr()); err != nil {
+			return err
+		}
+	}
+	p := s.Ports()
+	host, _, _ := net.SplitHostPort(s.peerLn.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = s.opts.Host.IP
+	}
+	lease, err := s.registry.Register(discovery.Instance{
+		AppID:       s.opts.AppID,
+		Namespace:   s.opts.Namespace,
+		Address:     net.JoinHostPort(host, strconv.Itoa(p.Internal)),
+		PID:         os.Getpid(),
+		Hostname:    s.opts.Host.Name,
+		HTTPPort:    p.HTTP,
+		GRPCPort:    p.GRPC,
+		MetricsPort: p.Metrics,
+		AppPort:     s.opts.AppPort,
+		Started:     time.Now(),
+	})
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { lease.KeepAlive(stop, s.log) })
+	s.ready.Store(true)
+	s.log.Info("sidecar ready")
+	return nil
+}
+
+func (s *Sidecar) appAddr() string {
+	return net.JoinHostPort(s.opts.AppChannelAddress, strconv.Itoa(s.opts.AppPort))
+}
+
+// waitForPort dials addr every 50 ms until it accepts or ctx ends.
+func waitForPort(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: time.Second}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for app on %s: %w", addr, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// bufferPool recycles the 32 KiB copy buffers of the reverse proxies.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
