@@ -1,0 +1,181 @@
+// Command testapp is the app the end-to-end tests put behind sidecars. It
+// echoes what it received, streams on demand, and can misbehave on purpose.
+//
+//	/<anything>        echo: JSON of method, path, query, headers, body size and hash;
+//	                   X-Echo-Status sets the status, X-Echo-Header "K: V" adds a header
+//	/redirect          307 to /elsewhere
+//	/slow?ms=N         answers after N ms
+//	/chunks?n=N&gate=G writes N chunks, each after the previous one's gate G-<i> is released
+//	/sse?n=N&gate=G    the same as Server-Sent Events
+//	/release?gate=G    releases a gate
+//	/download?size=N   N bytes of the test pattern (chunked)
+//	/upload            reads the body; JSON {"bytes":N,"sha256":"..."}
+//
+// Flags: --port (default $APP_PORT), --name (reported as X-Instance on every
+// response), --exit-after D --exit-code C (exit on its own after D).
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skeinmesh/skein/test/pattern"
+)
+
+type echo struct {
+	Method   string              `json:"method"`
+	Path     string              `json:"path"`
+	RawPath  string              `json:"rawPath"`
+	Query    string              `json:"query"`
+	Host     string              `json:"host"`
+	Proto    string              `json:"proto"`
+	Header   map[string][]string `json:"header"`
+	BodyLen  int64               `json:"bodyLen"`
+	BodyHash string              `json:"bodySHA256"`
+	Instance string              `json:"instance"`
+}
+
+type gates struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func (g *gates) get(name string) chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.m[name]
+	if !ok {
+		c = make(chan struct{})
+		g.m[name] = c
+	}
+	return c
+}
+
+func main() {
+	port := flag.String("port", os.Getenv("APP_PORT"), "port")
+	name := flag.String("name", "app", "instance name")
+	exitAfter := flag.Duration("exit-after", 0, "exit on its own after this long")
+	exitCode := flag.Int("exit-code", 0, "exit code with --exit-after")
+	flag.Parse()
+	if *exitAfter > 0 {
+		time.AfterFunc(*exitAfter, func() { os.Exit(*exitCode) })
+	}
+	g := &gates{m: map[string]chan struct{}{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			fmt.Fprintf(w, "slept %dms", ms)
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
+		close(g.get(r.URL.Query().Get("gate")))
+	})
+	stream := func(sse bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+			gate := r.URL.Query().Get("gate")
+			if sse {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.Header().Set("Cache-Control", "no-cache")
+			}
+			f := w.(http.Flusher)
+			for i := range n {
+				if i > 0 {
+					select {
+					case <-g.get(gate + "-" + strconv.Itoa(i)):
+					case <-r.Context().Done():
+						return
+					case <-time.After(30 * time.Second):
+						return
+					}
+				}
+				if sse {
+					fmt.Fprintf(w, "id: %d\nevent: tick\ndata: event %d\n\n", i, i)
+				} else {
+					fmt.Fprintf(w, "chunk %d\n", i)
+				}
+				f.Flush()
+			}
+		}
+	}
+	mux.HandleFunc("/chunks", stream(false))
+	mux.HandleFunc("/sse", stream(true))
+	mux.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
+		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, _ = io.Copy(w, pattern.NewReader(size))
+	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, _ := io.Copy(h, r.Body)
+		e := echo{
+			Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery,
+			Host: r.Host, Proto: r.Proto, Header: r.Header, BodyLen: n,
+			BodyHash: hex.EncodeToString(h.Sum(nil)), Instance: *name,
+		}
+		for _, kv := range r.Header.Values("X-Echo-Header") {
+			if k, v, ok := strings.Cut(kv, ":"); ok {
+				w.Header().Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+		}
+		status := http.StatusOK
+		if s, err := strconv.Atoi(r.Header.Get("X-Echo-Status")); err == nil {
+			status = s
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(e)
+	})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Instance", *name)
+		mux.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:"+*port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		os.Exit(1)
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: handler, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, "testapp:", err)
+		os.Exit(1)
+	}
+}
