@@ -173,6 +173,7 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 	out.Host = name
 	setPath(out.URL, c.method, pr.In.URL.RawQuery)
 	h := out.Header
+	removeHopHeaders(h) // ReverseProxy's list lacks HTTP2-Settings
 	delete(h, HeaderAppID)
 	if s.opts.APIToken != "" {
 		delete(h, HeaderAPIToken)
@@ -196,6 +197,7 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	out.Host = addr
 	setPath(out.URL, c.method, pr.In.URL.RawQuery)
 	h := out.Header
+	removeHopHeaders(h)
 	copyForwarded(h, pr.In.Header)
 	if !c.fromPeer {
 		delete(h, HeaderAppID)

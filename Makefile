@@ -1,0 +1,40 @@
+# Skein: `make test` is the one test command (README, .ci/run).
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: all build test unit e2e fuzz lint bench demo
+
+all: build
+
+build:
+	$(GO) build -o bin/skein ./cmd/skein
+
+demo:
+	$(GO) run ./cmd/skein demo
+
+# test installs what the tests need (Go modules; nothing else yet), checks
+# formatting and vet, runs every test with the race detector, then a short
+# run of each fuzz target.
+test: lint
+	$(GO) mod download
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./proxy/... ./discovery/... ./telemetry/... ./cmd/...
+
+e2e:
+	$(GO) test -count=1 -timeout 20m ./test/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeMethod$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTarget$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseInvocation$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTraceparent$$' -fuzztime $(FUZZTIME) ./telemetry
+
+bench:
+	bash test/bench/run.sh
