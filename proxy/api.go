@@ -180,7 +180,7 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 	}
 	stampIdentity(h, s.caller, c.target)
 	copyForwarded(h, pr.In.Header)
-	stampForwarded(h, s.opts.Host)
+	s.fwd.stamp(h)
 	setTrace(h, pr.In.Context())
 }
 
@@ -188,7 +188,7 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	c := callFrom(pr.In.Context())
 	out := pr.Out
-	addr := s.appAddr()
+	addr := s.appAddr
 	out.URL.Scheme = "http"
 	if s.opts.AppProtocol == "https" {
 		out.URL.Scheme = "https"

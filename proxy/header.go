@@ -71,30 +71,49 @@ type Host struct {
 	Name string // hostname
 }
 
-// forwardedValue is the RFC 7239 element Dapr adds on remote calls:
-// for=<ip>;by=<ip>;host=<hostname>, with IPv6 addresses quoted and bracketed.
-func (h Host) forwardedValue() string {
+// forwarding holds one host's Forwarded / X-Forwarded-* values, computed
+// once. The one-element slices are shared by every request that had no
+// earlier hop and must never be modified in place (appending is safe: their
+// capacity is their length).
+type forwarding struct {
+	ip, element      string
+	ipList, nameList []string
+	elementList      []string
+}
+
+// newForwarding computes the values Dapr adds on remote calls: the RFC 7239
+// element for=<ip>;by=<ip>;host=<hostname>, IPv6 quoted and bracketed.
+func newForwarding(h Host) *forwarding {
 	ip := h.IP
 	if strings.Contains(ip, ":") {
 		ip = `"[` + ip + `]"`
 	}
-	return "for=" + ip + ";by=" + ip + ";host=" + h.Name
+	el := "for=" + ip + ";by=" + ip + ";host=" + h.Name
+	return &forwarding{
+		ip: h.IP, element: el,
+		ipList: []string{h.IP}, nameList: []string{h.Name}, elementList: []string{el},
+	}
 }
 
-// stampForwarded appends this hop to X-Forwarded-For and Forwarded and sets
+// stamp appends this hop to X-Forwarded-For and Forwarded and sets
 // X-Forwarded-Host (remote calls only, contract §1.6).
-func stampForwarded(h http.Header, host Host) {
-	h[headerXForwardedFor] = appendList(h[headerXForwardedFor], host.IP)
-	h[headerXForwardedHost] = []string{host.Name}
-	h[headerForwarded] = appendList(h[headerForwarded], host.forwardedValue())
+func (f *forwarding) stamp(h http.Header) {
+	if v := h[headerXForwardedFor]; len(v) > 0 {
+		h[headerXForwardedFor] = appendList(v, f.ip)
+	} else {
+		h[headerXForwardedFor] = f.ipList
+	}
+	h[headerXForwardedHost] = f.nameList
+	if v := h[headerForwarded]; len(v) > 0 {
+		h[headerForwarded] = appendList(v, f.element)
+	} else {
+		h[headerForwarded] = f.elementList
+	}
 }
 
 // appendList appends v as a list element to the last field value, so the
 // header keeps one line: "a, b".
 func appendList(vs []string, v string) []string {
-	if len(vs) == 0 {
-		return []string{v}
-	}
 	return []string{strings.Join(vs, ", ") + ", " + v}
 }
 

@@ -52,7 +52,7 @@ func TestStampIdentityReplacesSpoofedValues(t *testing.T) {
 	}
 }
 
-func TestStampForwarded(t *testing.T) {
+func TestForwardingStamp(t *testing.T) {
 	tests := []struct {
 		name string
 		host Host
@@ -92,7 +92,7 @@ func TestStampForwarded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stampForwarded(tt.in, tt.host)
+			newForwarding(tt.host).stamp(tt.in)
 			if diff := cmp.Diff(tt.want, tt.in); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}

@@ -66,6 +66,8 @@ type Sidecar struct {
 	balancer discovery.Balancer
 	caller   Caller
 	self     Target
+	appAddr  string      // host:port of the local app
+	fwd      *forwarding // this host's Forwarded values
 
 	snap atomic.Pointer[Snapshot] // current config; loaded once per request
 
@@ -120,6 +122,8 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		balancer:      opts.Balancer,
 		caller:        Caller{AppID: opts.AppID, Namespace: opts.Namespace},
 		self:          Target{AppID: opts.AppID, Namespace: opts.Namespace},
+		appAddr:       net.JoinHostPort(opts.AppChannelAddress, strconv.Itoa(opts.AppPort)),
+		fwd:           newForwarding(opts.Host),
 		peerTransport: newPeerTransport(),
 		appTransport:  newAppTransport(opts.AppProtocol),
 		peerConn: prometheus.NewCounter(prometheus.CounterOpts{
@@ -301,7 +305,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 // ready. The lease goroutine is owned by wg and ends when stop closes.
 func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan struct{}) error {
 	if s.opts.AppPort > 0 {
-		if err := waitForPort(ctx, s.appAddr()); err != nil {
+		if err := waitForPort(ctx, s.appAddr); err != nil {
 			return err
 		}
 	}
@@ -329,10 +333,6 @@ func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan
 	s.ready.Store(true)
 	s.log.Info("sidecar ready")
 	return nil
-}
-
-func (s *Sidecar) appAddr() string {
-	return net.JoinHostPort(s.opts.AppChannelAddress, strconv.Itoa(s.opts.AppPort))
 }
 
 // waitForPort dials addr every 50 ms until it accepts or ctx ends.
