@@ -79,10 +79,20 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
-		if !neverSent(err) || (body != nil && body.read.Load()) {
+		if r.Context().Err() != nil {
 			break
 		}
-		// Nothing reached this instance: safe to try another, whatever the verb.
+		if neverSent(err) && (body == nil || !body.read.Load()) {
+			// Nothing reached this instance: safe to try another, whatever the verb.
+			ep.markFailed(end.UnixNano(), connectBackoff)
+			continue
+		}
+		if !replayable(r) {
+			break
+		}
+		// The connection died before any response (the instance was killed
+		// mid-call): a bodiless idempotent request may be sent again, the
+		// rule net/http applies to its own connections (RFC 9110 §9.2.2).
 		ep.markFailed(end.UnixNano(), connectBackoff)
 	}
 	closeBody(r)
@@ -103,6 +113,19 @@ func closeBody(r *http.Request) {
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayable reports whether r may be sent again after it reached an
+// instance: an idempotent method and no body.
+func replayable(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // trackedBody lets the picker replay a body that no try has read from. A

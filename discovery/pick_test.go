@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -30,6 +31,22 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
+// prefer is a balancer that picks addr first, then any other candidate.
+type prefer string
+
+func (p prefer) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
+	cands := candidates(eps, tried, now)
+	for _, e := range cands {
+		if e.Addr == string(p) {
+			return e
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[0]
+}
+
 func newPicker(src Source, bal Balancer) http.RoundTripper {
 	res := NewResolver(src, slog.New(slog.DiscardHandler))
 	return Pick(res, bal)(http.DefaultTransport)
@@ -46,10 +63,7 @@ func TestPickRetriesRefusedConnectionOnAnotherInstance(t *testing.T) {
 	dead := closedAddr(t)
 	live := strings.TrimPrefix(srv.URL, "http://")
 	src := staticSource{"orders.default": {{Address: dead, Hostname: "x"}, {Address: live, Hostname: "x"}}}
-	// Round robin starting at the dead instance (index 1 after Add → 1%2).
-	rr := &RoundRobin{}
-	rr.next.Store(1)
-	rt := newPicker(src, rr)
+	rt := newPicker(src, prefer(dead))
 
 	req, _ := http.NewRequest(http.MethodPost, "http://orders.default/x", strings.NewReader("payload"))
 	resp, err := rt.RoundTrip(req)
@@ -84,6 +98,55 @@ func TestPickErrors(t *testing.T) {
 			_, err := rt.RoundTrip(req)
 			if !errors.Is(err, tt.want) {
 				t.Errorf("error = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestPickReplaysOnlyIdempotentCallsAfterConnectionLoss: an instance that
+// drops the connection mid-call gets a GET sent again to another instance,
+// never a POST.
+func TestPickReplaysOnlyIdempotentCallsAfterConnectionLoss(t *testing.T) {
+	var dropped, served atomic.Int32
+	drop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dropped.Add(1)
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close() // the instance dies after reading the request
+		}
+	}))
+	defer drop.Close()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer ok.Close()
+	src := staticSource{"orders.default": {
+		{Address: strings.TrimPrefix(drop.URL, "http://"), Hostname: "x"},
+		{Address: strings.TrimPrefix(ok.URL, "http://"), Hostname: "x"},
+	}}
+	tests := []struct {
+		method    string
+		body      io.Reader
+		wantOK    bool
+		wantServe int
+	}{
+		{http.MethodGet, nil, true, 1},
+		{http.MethodHead, nil, true, 1},
+		{http.MethodPost, strings.NewReader("x"), false, 0},
+		{http.MethodPost, nil, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			dropped.Store(0)
+			served.Store(0)
+			rt := newPicker(src, prefer(strings.TrimPrefix(drop.URL, "http://")))
+			req, _ := http.NewRequest(tt.method, "http://orders.default/x", tt.body)
+			req.Header.Set("Connection", "close") // a fresh connection per call
+			resp, err := rt.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if (err == nil) != tt.wantOK || int(served.Load()) != tt.wantServe || dropped.Load() != 1 {
+				t.Errorf("err = %v, served %d, dropped %d; want ok %v, served %d, dropped 1",
+					err, served.Load(), dropped.Load(), tt.wantOK, tt.wantServe)
 			}
 		})
 	}
