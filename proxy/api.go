@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -25,6 +26,9 @@ const (
 type call struct {
 	target Target
 	method string
+	// name is the target as the app named it, which Dapr's error messages
+	// quote (e.g. "app-b.other"); empty on the callee side.
+	name string
 	// fromPeer is set on the callee side, where the identity headers come
 	// from the caller's sidecar.
 	fromPeer bool
@@ -70,7 +74,7 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.checkBody(w, r, inv.Target.AppID) {
 		return
 	}
-	c := &call{target: inv.Target, method: inv.Method}
+	c := &call{target: inv.Target, method: inv.Method, name: rawTarget(r)}
 	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
@@ -88,6 +92,9 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 func rawTarget(r *http.Request) string {
 	if v := r.Header.Get(HeaderAppID); v != "" {
 		return v
+	}
+	if user, pass, ok := r.BasicAuth(); ok && strings.EqualFold(user, HeaderAppID) && pass != "" {
+		return pass
 	}
 	if t, _, ok := parseInvokePath(r.URL.Path); ok {
 		if u, err := url.QueryUnescape(t); err == nil {
@@ -171,6 +178,7 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = name
 	out.Host = name
+	out.Method = invokeVerb(out.Method)
 	setPath(out.URL, c.method, pr.In.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h) // ReverseProxy's list lacks HTTP2-Settings
@@ -195,6 +203,7 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	}
 	out.URL.Host = addr
 	out.Host = addr
+	out.Method = invokeVerb(out.Method)
 	setPath(out.URL, c.method, pr.In.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h)
@@ -254,6 +263,9 @@ func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	id := ""
 	if c != nil {
 		id = c.target.AppID
+		if c.name != "" {
+			id = c.name
+		}
 	}
 	if s.log.Enabled(r.Context(), slog.LevelDebug) {
 		s.log.Debug("invoke failed", "target", id, "err", err)

@@ -154,7 +154,10 @@ func (s *Sidecar) Apply(cfg Config) error {
 
 // Ports are the bound ports of a sidecar.
 type Ports struct {
-	HTTP, GRPC, Internal, Metrics int
+	HTTP     int `json:"http"`
+	GRPC     int `json:"grpc"`
+	Internal int `json:"internal"`
+	Metrics  int `json:"metrics"`
 }
 
 // Ports returns the bound ports; valid after Listen.

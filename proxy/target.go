@@ -129,6 +129,18 @@ func isClean(m string) bool {
 	return true
 }
 
+// invokeVerb is the verb a call carries to the app. Dapr carries it as
+// HTTPExtension's enum, so a verb outside the enum (e.g. PROPFIND) reaches
+// the app, and access policies, as POST (contract §1.4); Skein does the same.
+func invokeVerb(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
+		return m
+	}
+	return http.MethodPost
+}
+
 // Invocation is what the invoke handler extracted from an app's request.
 type Invocation struct {
 	Target Target

@@ -2,7 +2,8 @@
 // echoes what it received, streams on demand, and can misbehave on purpose.
 //
 //	/<anything>        echo: JSON of method, path, query, headers, body size and hash;
-//	                   X-Echo-Status sets the status, X-Echo-Header "K: V" adds a header
+//	                   X-Echo-Status sets the status, X-Echo-Header "K: V" adds a header;
+//	                   the response's X-Echo-Method names the verb (HEAD has no body)
 //	/redirect          307 to /elsewhere
 //	/slow?ms=N         answers after N ms
 //	/chunks?n=N&gate=G writes N chunks, each after the previous one's gate G-<i> is released
@@ -10,9 +11,13 @@
 //	/release?gate=G    releases a gate
 //	/download?size=N   N bytes of the test pattern (chunked)
 //	/upload            reads the body; JSON {"bytes":N,"sha256":"..."}
+//	/conn              the caller's address (r.RemoteAddr), to count connections
+//	/env               JSON of the APP_* and DAPR_* variables skein run sets
+//	/inflight          how many /slow calls are in progress
 //
 // Flags: --port (default $APP_PORT), --name (reported as X-Instance on every
-// response), --exit-after D --exit-code C (exit on its own after D).
+// response), --exit-after D --exit-code C (exit on its own after D),
+// --listen-after D (open the port only after D).
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +75,7 @@ func main() {
 	name := flag.String("name", "app", "instance name")
 	exitAfter := flag.Duration("exit-after", 0, "exit on its own after this long")
 	exitCode := flag.Int("exit-code", 0, "exit code with --exit-after")
+	listenAfter := flag.Duration("listen-after", 0, "open the port only after this long")
 	flag.Parse()
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() { os.Exit(*exitCode) })
@@ -78,7 +85,27 @@ func main() {
 	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
 	})
+	var slowInFlight atomic.Int64
+	mux.HandleFunc("/inflight", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, slowInFlight.Load())
+	})
+	mux.HandleFunc("/conn", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.RemoteAddr)
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		env := map[string]string{}
+		for _, k := range []string{"APP_ID", "APP_PORT", "APP_PROTOCOL", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT",
+			"DAPR_HTTP_ENDPOINT", "DAPR_GRPC_ENDPOINT"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env[k] = v
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(env)
+	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		slowInFlight.Add(1)
+		defer slowInFlight.Add(-1)
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
@@ -147,6 +174,7 @@ func main() {
 				w.Header().Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
 		}
+		w.Header().Set("X-Echo-Method", r.Method)
 		status := http.StatusOK
 		if s, err := strconv.Atoi(r.Header.Get("X-Echo-Status")); err == nil {
 			status = s
@@ -159,6 +187,7 @@ func main() {
 		w.Header().Set("X-Instance", *name)
 		mux.ServeHTTP(w, r)
 	})
+	time.Sleep(*listenAfter)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+*port)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testapp:", err)
