@@ -74,7 +74,7 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.checkBody(w, r, inv.Target.AppID) {
 		return
 	}
-	c := &call{target: inv.Target, method: inv.Method, name: rawTarget(r)}
+	c := &call{target: inv.Target, method: inv.Method, name: inv.Name}
 	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).

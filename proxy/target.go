@@ -149,6 +149,9 @@ type Invocation struct {
 	// ByHeader is true when the target came from the dapr-app-id header,
 	// which must then be removed before forwarding.
 	ByHeader bool
+	// Name is the target as the request named it (e.g. "app-b.other"),
+	// which Dapr's error messages quote.
+	Name string
 }
 
 // ParseInvocation finds the target and method of an invoke API request, in
@@ -181,7 +184,7 @@ func ParseInvocation(r *http.Request, callerNamespace string) (Invocation, error
 	if err != nil {
 		return Invocation{}, err
 	}
-	return Invocation{Target: target, Method: m, ByHeader: byHeader}, nil
+	return Invocation{Target: target, Method: m, ByHeader: byHeader, Name: raw}, nil
 }
 
 // parseInvokePath splits "/v1.0/invoke/<target>/method/<method>", tolerating
