@@ -1,0 +1,67 @@
+// Command loadgen is the load generator, the backend and the report writer
+// of Skein's benchmark (test/bench/run.sh). It uses the standard library
+// only, so the benchmark needs no load tool beyond Go.
+//
+//	loadgen backend -addr 127.0.0.1:PORT [-size 1024]
+//	    an HTTP/1.1 server answering every request with -size bytes
+//	loadgen ports [-n N]
+//	    prints N free loopback TCP ports, one a line
+//	loadgen wait -url URL [-timeout 20s] [-expect-bytes N]
+//	    polls URL until it answers 200 (with N body bytes)
+//	loadgen rate -scenario S -url URL -rate R -duration D [-warmup W] [-conns C] [-watch name=pid ...] -out FILE
+//	    open loop: R requests per second for D, scheduled by start time
+//	loadgen max -scenario S -url URL -conns C -duration D [-warmup W] [-watch name=pid ...] -out FILE
+//	    closed loop: C connections, each sending its next request as soon as
+//	    the previous one is answered
+//	loadgen report -in FILE
+//	    prints the results in FILE as markdown tables with the ratios and
+//	    the targets
+//
+// rate and max append one JSON line per run to -out; report reads them.
+// -watch samples /proc/<pid>/stat (utime+stime) just before and just after
+// the measured phase, and /proc/<pid>/status VmHWM after it.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: loadgen backend|ports|wait|rate|max|report [flags]
+run "loadgen <command> -h" for a command's flags
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "backend":
+		err = cmdBackend(args[1:])
+	case "ports":
+		err = cmdPorts(args[1:], stdout)
+	case "wait":
+		err = cmdWait(args[1:])
+	case "rate":
+		err = cmdLoad(args[1:], modeRate, stdout)
+	case "max":
+		err = cmdLoad(args[1:], modeMax, stdout)
+	case "report":
+		err = cmdReport(args[1:], stdout)
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadgen %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
