@@ -36,6 +36,7 @@ type sidecarFlags struct {
 	mode                                  string
 	graceSeconds                          int
 	balancer                              string
+	cores                                 int
 }
 
 type stringList []string
@@ -76,6 +77,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
 	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")
 	fs.StringVar(&f.balancer, "load-balancer", "p2c", "p2c (peak-EWMA power of two choices) or round-robin")
+	fs.IntVar(&f.cores, "cores", 1, "CPU cores the sidecar uses (0: all; the GOMAXPROCS variable overrides)")
 	return fs
 }
 
@@ -131,6 +133,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		if a.v == "" {
 			errs = append(errs, fmt.Errorf("--%s: empty address", a.name))
 		}
+	}
+	if f.cores < 0 {
+		errs = append(errs, fmt.Errorf("--cores: %d is negative", f.cores))
 	}
 	if f.graceSeconds < 0 {
 		errs = append(errs, fmt.Errorf("--dapr-graceful-shutdown-seconds: %d is negative", f.graceSeconds))

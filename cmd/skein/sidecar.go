@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/skeinmesh/skein/discovery"
@@ -74,6 +75,11 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	opts, err := f.options()
 	if err != nil {
 		return nil, nil, err
+	}
+	// One core by default, as linkerd2-proxy: a sidecar on more cores spends
+	// its time waking and parking threads (test/bench/README.md).
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set && f.cores > 0 {
+		runtime.GOMAXPROCS(f.cores)
 	}
 	lv := new(slog.LevelVar)
 	level, _ := telemetry.ParseLevel(f.logLevel)
