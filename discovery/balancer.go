@@ -18,6 +18,7 @@ type Endpoint struct {
 
 	inflight    atomic.Int64
 	failedUntil atomic.Int64 // unix nanos; connect failures back it off
+	warm        atomic.Bool  // answered once: later answers are latency samples
 
 	mu    sync.Mutex
 	ewma  float64 // peak-EWMA of latency, nanoseconds
@@ -50,13 +51,33 @@ func (e *Endpoint) decayed(now int64, sample float64) float64 {
 	return e.ewma*w + sample*(1-w)
 }
 
-// cost is the expected latency of one more request: peak-EWMA latency
-// (decayed towards zero while unused) times outstanding requests plus one.
-func (e *Endpoint) cost(now int64) float64 {
+// latencyFloor is added to every latency estimate before endpoints are
+// compared. Below a few milliseconds, differences between healthy instances
+// are scheduling noise on this machine (an instance idle for a moment answers
+// a millisecond or two later), not a reason to shift load.
+const latencyFloor = float64(5 * time.Millisecond)
+
+// latency is the endpoint's expected latency: peak-EWMA (decayed towards
+// zero while unused) plus latencyFloor.
+func (e *Endpoint) latency(now int64) float64 {
 	e.mu.Lock()
-	c := e.decayed(now, 0)
-	e.mu.Unlock()
-	return (c + 1) * float64(e.inflight.Load()+1)
+	defer e.mu.Unlock()
+	return e.decayed(now, 0) + latencyFloor
+}
+
+// cheaper reports whether one more request is expected to finish sooner on e
+// than on o: latency times outstanding requests plus one. Latencies within a
+// factor of two count as equal and only the outstanding requests decide, a
+// tie leaving the caller's choice standing; a strict comparison would send a
+// light load entirely to whichever instance once answered a little faster,
+// for as long as the other's peak takes to decay.
+func (e *Endpoint) cheaper(o *Endpoint, now int64) bool {
+	le, lo := e.latency(now), o.latency(now)
+	ne, no := float64(e.inflight.Load()+1), float64(o.inflight.Load()+1)
+	if le < 2*lo && lo < 2*le {
+		return ne < no
+	}
+	return le*ne < lo*no
 }
 
 func (e *Endpoint) backedOff(now int64) bool { return e.failedUntil.Load() > now }
@@ -69,7 +90,8 @@ type Balancer interface {
 	Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint
 }
 
-// P2C is power of two choices over peak-EWMA cost. It is stateless.
+// P2C is power of two choices over peak-EWMA cost (see cheaper). It is
+// stateless.
 type P2C struct{}
 
 // Pick implements Balancer.
@@ -87,7 +109,7 @@ func (P2C) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
 			j++
 		}
 		a, b := cands[i], cands[j]
-		if b.cost(now) < a.cost(now) {
+		if b.cheaper(a, now) {
 			return b
 		}
 		return a

@@ -16,7 +16,10 @@
 // Picker is the client-side layer (an http.RoundTripper) that resolves the
 // logical host "<app-id>.<namespace>" of a request, chooses an endpoint with
 // a Balancer (power of two choices over peak-EWMA latency by default, round
-// robin on request) and sends a copy of the request addressed to it. A try
+// robin on request; latencies within a factor of two, or a few milliseconds,
+// of each other count as equal, so a light load is shared rather than sent to
+// whichever instance once answered a little faster) and sends a copy of the
+// request addressed to it. A try
 // that could not connect, and so sent nothing, is retried at once on another
 // instance whatever the verb.
 package discovery

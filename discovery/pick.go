@@ -75,7 +75,13 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 		ep.inflight.Add(-1)
 		end := p.now()
 		if err == nil {
-			ep.observe(end.UnixNano(), end.Sub(now))
+			// An instance's first answer pays for connection setup on both
+			// hops; it says nothing about the instance's latency.
+			if ep.warm.Load() {
+				ep.observe(end.UnixNano(), end.Sub(now))
+			} else {
+				ep.warm.Store(true)
+			}
 			return resp, nil
 		}
 		lastErr = err
