@@ -1,0 +1,104 @@
+package identity
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// retryInterval is how soon a failed renewal is tried again (contract §7.2).
+const retryInterval = 10 * time.Second
+
+// EmbeddedSource is an SVID and bundle source backed by the embedded CA:
+// it mints an SVID for one SPIFFE ID and renews it at half its lifetime,
+// reloading the CA from disk each time so `skein ca rotate` run by another
+// process reaches it. It is safe for concurrent use; Run owns its goroutine.
+type EmbeddedSource struct {
+	dir       string
+	id        spiffeid.ID
+	ttl, skew time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+	onRotate  func(*x509svid.SVID)
+
+	svid   atomic.Pointer[x509svid.SVID]
+	bundle atomic.Pointer[x509bundle.Bundle]
+}
+
+// NewEmbeddedSource loads the CA in dir and mints the first SVID. onRotate,
+// if not nil, is called after each renewal (metrics).
+func NewEmbeddedSource(dir string, id spiffeid.ID, ttl, skew time.Duration, log *slog.Logger, onRotate func(*x509svid.SVID)) (*EmbeddedSource, error) {
+	s := &EmbeddedSource{dir: dir, id: id, ttl: ttl, skew: skew, now: time.Now, log: log.With("component", "identity"), onRotate: onRotate}
+	if err := s.renew(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *EmbeddedSource) renew() error {
+	ca, err := Load(s.dir, s.now)
+	if err != nil {
+		return fmt.Errorf("load ca: %w", err)
+	}
+	sv, err := ca.MintSVID(s.id, s.ttl, s.skew)
+	if err != nil {
+		return err
+	}
+	s.bundle.Store(ca.Bundle())
+	s.svid.Store(sv)
+	if s.onRotate != nil {
+		s.onRotate(sv)
+	}
+	return nil
+}
+
+// GetX509SVID implements x509svid.Source.
+func (s *EmbeddedSource) GetX509SVID() (*x509svid.SVID, error) {
+	return s.svid.Load(), nil
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (s *EmbeddedSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	b := s.bundle.Load()
+	if b.TrustDomain() != td {
+		return nil, fmt.Errorf("no bundle for trust domain %q", td)
+	}
+	return b, nil
+}
+
+// Run renews the SVID at half its lifetime until ctx ends; a failed
+// renewal is retried every 10 s while the current SVID is still valid.
+func (s *EmbeddedSource) Run(ctx context.Context) {
+	t := time.NewTimer(s.untilRenewal())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		next := retryInterval
+		if err := s.renew(); err != nil {
+			s.log.Error("svid renewal failed", "spiffe_id", s.id.String(), "err", err)
+		} else {
+			next = s.untilRenewal()
+			s.log.Info("svid renewed", "spiffe_id", s.id.String(), "expires", s.svid.Load().Certificates[0].NotAfter)
+		}
+		t.Reset(next)
+	}
+}
+
+// untilRenewal is the time left until half the SVID's lifetime has passed
+// (measured from issuance, not from the back-dated NotBefore).
+func (s *EmbeddedSource) untilRenewal() time.Duration {
+	leaf := s.svid.Load().Certificates[0]
+	issued := leaf.NotBefore.Add(s.skew)
+	d := issued.Add(leaf.NotAfter.Sub(issued) / 2).Sub(s.now())
+	return max(d, 0)
+}
