@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -331,14 +332,21 @@ func (e daprError) reason() string {
 	return e.Details[0].Reason
 }
 
+// freePort returns a free loopback port for a process the test starts. It
+// picks below the kernel's ephemeral range (32768 and up), so the port is not
+// handed to another process's bind to port 0 before ours binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 // waitFor polls cond every 20 ms until it holds or d passes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -169,12 +170,17 @@ func defaultAppID(cmd string) string {
 	return fmt.Sprintf("%s-%d", strings.Trim(base, "-"), os.Getpid())
 }
 
-// freePort asks the kernel for a free TCP port on loopback.
+// freePort returns a free TCP port on loopback for a process about to be
+// started. It picks below the kernel's ephemeral range (32768 and up on
+// Linux), so the port cannot meanwhile be handed to someone's bind to port 0.
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
+	for range 100 {
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return 0
 }
