@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,19 +28,21 @@ type EmbeddedSource struct {
 	ttl, skew time.Duration
 	now       func() time.Time
 	log       *slog.Logger
-	onRotate  func(*x509svid.SVID)
+	metrics   *Metrics
 
 	svid   atomic.Pointer[x509svid.SVID]
 	bundle atomic.Pointer[x509bundle.Bundle]
 }
 
-// NewEmbeddedSource loads the CA in dir and mints the first SVID. onRotate,
-// if not nil, is called after each renewal (metrics).
-func NewEmbeddedSource(dir string, id spiffeid.ID, ttl, skew time.Duration, log *slog.Logger, onRotate func(*x509svid.SVID)) (*EmbeddedSource, error) {
-	s := &EmbeddedSource{dir: dir, id: id, ttl: ttl, skew: skew, now: time.Now, log: log.With("component", "identity"), onRotate: onRotate}
+// NewEmbeddedSource loads the CA in dir and mints the first SVID for id,
+// valid for ttl and back-dated by skew.
+func NewEmbeddedSource(dir string, id spiffeid.ID, ttl, skew time.Duration, m *Metrics, log *slog.Logger) (*EmbeddedSource, error) {
+	s := &EmbeddedSource{dir: dir, id: id, ttl: ttl, skew: skew, now: time.Now, log: log.With("component", "identity"), metrics: m}
 	if err := s.renew(); err != nil {
+		m.InitFailed("sign")
 		return nil, err
 	}
+	m.Initialised(s.svid.Load())
 	return s, nil
 }
 
@@ -52,9 +57,6 @@ func (s *EmbeddedSource) renew() error {
 	}
 	s.bundle.Store(ca.Bundle())
 	s.svid.Store(sv)
-	if s.onRotate != nil {
-		s.onRotate(sv)
-	}
 	return nil
 }
 
@@ -72,21 +74,39 @@ func (s *EmbeddedSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*
 	return b, nil
 }
 
-// Run renews the SVID at half its lifetime until ctx ends; a failed
-// renewal is retried every 10 s while the current SVID is still valid.
+// caPollInterval is how often the CA directory is checked for a rotation
+// made by `skein ca rotate` in another process.
+const caPollInterval = 2 * time.Second
+
+// Run renews the SVID at half its lifetime, and at once when the CA's
+// issuer or roots change on disk, until ctx ends; a failed renewal is
+// retried every 10 s while the current SVID is still valid.
 func (s *EmbeddedSource) Run(ctx context.Context) {
 	t := time.NewTimer(s.untilRenewal())
 	defer t.Stop()
+	poll := time.NewTicker(caPollInterval)
+	defer poll.Stop()
+	stamp := s.caStamp()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-poll.C:
+			if st := s.caStamp(); st != stamp {
+				stamp = st
+				s.log.Info("ca changed on disk, renewing", "spiffe_id", s.id.String())
+				t.Stop() // Go 1.23+ timers: no stale tick to drain
+			} else {
+				continue
+			}
 		case <-t.C:
 		}
 		next := retryInterval
 		if err := s.renew(); err != nil {
+			s.metrics.RotateFailed("sign")
 			s.log.Error("svid renewal failed", "spiffe_id", s.id.String(), "err", err)
 		} else {
+			s.metrics.Rotated(s.svid.Load())
 			next = s.untilRenewal()
 			s.log.Info("svid renewed", "spiffe_id", s.id.String(), "expires", s.svid.Load().Certificates[0].NotAfter)
 		}
@@ -101,4 +121,15 @@ func (s *EmbeddedSource) untilRenewal() time.Duration {
 	issued := leaf.NotBefore.Add(s.skew)
 	d := issued.Add(leaf.NotAfter.Sub(issued) / 2).Sub(s.now())
 	return max(d, 0)
+}
+
+// caStamp summarises the modification times of the CA's certificate files.
+func (s *EmbeddedSource) caStamp() string {
+	var b strings.Builder
+	for _, f := range []string{fileRoot, fileIssuer, fileState} {
+		if st, err := os.Stat(filepath.Join(s.dir, f)); err == nil {
+			b.WriteString(st.ModTime().String())
+		}
+	}
+	return b.String()
 }

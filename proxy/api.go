@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/telemetry"
 )
 
@@ -146,6 +147,11 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
 
+// refusePeer answers a TLS call whose certificate names no app.
+func refusePeer(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusUnauthorized, codeDirectInvoke, "caller presented no usable SPIFFE ID", ReasonUnauthenticated, nil)
+}
+
 // servePeer is the peer-facing handler: a call from another sidecar to this
 // sidecar's app. The :authority names the app the caller meant; a call
 // meant for another app is refused rather than delivered to the wrong one.
@@ -175,7 +181,7 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 	c := callFrom(pr.In.Context())
 	out := pr.Out
 	name := c.target.String()
-	out.URL.Scheme = "http"
+	out.URL.Scheme = s.peers.scheme()
 	out.URL.Host = name
 	out.Host = name
 	out.Method = invokeVerb(out.Method)
@@ -208,7 +214,11 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	h := out.Header
 	removeHopHeaders(h)
 	copyForwarded(h, pr.In.Header)
-	if !c.fromPeer {
+	switch peer, ok := identity.PeerFrom(pr.In.Context()); {
+	case ok:
+		// The caller is who its certificate says, whatever its headers say.
+		stampIdentity(h, Caller{AppID: peer.AppID, Namespace: peer.Namespace}, c.target)
+	case !c.fromPeer:
 		delete(h, HeaderAppID)
 		if s.opts.APIToken != "" {
 			delete(h, HeaderAPIToken)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/telemetry"
 )
 
@@ -33,12 +34,13 @@ func (s *Sidecar) buildChains() {
 	)
 	// Sidecar → remote sidecar, one per call; the picker retries only what
 	// never left the process.
-	s.remote.Transport = wrap(s.peerTransport,
+	s.remote.Transport = wrap(s.peers,
 		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try; copies the request addressed to it
 	)
 	// Remote sidecar → this sidecar → app.
 	s.peerHandler = chain(http.HandlerFunc(s.servePeer),
-		telemetry.TraceContext(), // the callee hop gets its own span id
+		telemetry.TraceContext(),         // the callee hop gets its own span id
+		identity.RequirePeer(refusePeer), // caller identity from the verified SVID; 401 without one
 	)
 	// Sidecar → local app, for calls from peers and self-invocation.
 	s.local.Transport = wrap(s.appTransport,

@@ -12,17 +12,18 @@ import (
 // Reasons carried in the google.rpc.ErrorInfo detail of every error Skein
 // generates (PRODUCT.md difference 4). Clients branch on these, not on text.
 const (
-	ReasonNoAppID        = "NO_APP_ID"
-	ReasonInvalidAppID   = "INVALID_APP_ID"
-	ReasonAppNotFound    = "APP_NOT_FOUND"
-	ReasonAppUnreachable = "APP_UNREACHABLE"
-	ReasonAppChannel     = "APP_CHANNEL_ERROR"
-	ReasonNoAppChannel   = "APP_CHANNEL_NOT_INITIALIZED"
-	ReasonInvalidMethod  = "INVALID_METHOD"
-	ReasonBodyTooLarge   = "BODY_TOO_LARGE"
-	ReasonTimeout        = "TIMEOUT"
-	ReasonMisdirected    = "MISDIRECTED"
-	ReasonNotReady       = "NOT_READY"
+	ReasonNoAppID         = "NO_APP_ID"
+	ReasonInvalidAppID    = "INVALID_APP_ID"
+	ReasonAppNotFound     = "APP_NOT_FOUND"
+	ReasonAppUnreachable  = "APP_UNREACHABLE"
+	ReasonAppChannel      = "APP_CHANNEL_ERROR"
+	ReasonNoAppChannel    = "APP_CHANNEL_NOT_INITIALIZED"
+	ReasonInvalidMethod   = "INVALID_METHOD"
+	ReasonBodyTooLarge    = "BODY_TOO_LARGE"
+	ReasonTimeout         = "TIMEOUT"
+	ReasonMisdirected     = "MISDIRECTED"
+	ReasonNotReady        = "NOT_READY"
+	ReasonUnauthenticated = "UNAUTHENTICATED"
 )
 
 // Dapr error codes (contract §1.10).

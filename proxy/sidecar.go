@@ -17,7 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/identity"
 )
 
 // Version is the runtime version reported on /v1.0/metadata.
@@ -48,6 +51,14 @@ type Options struct {
 	GracePeriod        time.Duration
 	Balancer           discovery.Balancer
 	Host               Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
+	// Identity turns on mTLS between sidecars: this sidecar's SVID and the
+	// trust bundle. Nil means cleartext h2c (--enable-mtls=false).
+	Identity identity.Source
+	// TrustDomain is the trust domain of the apps this sidecar calls; the
+	// server of a call must prove spiffe://<TrustDomain>/ns/<ns>/<app-id>.
+	TrustDomain spiffeid.TrustDomain
+	// IdentityMetrics counts handshake failures; required with Identity.
+	IdentityMetrics *identity.Metrics
 }
 
 // Registrar announces this sidecar to other sidecars.
@@ -71,12 +82,12 @@ type Sidecar struct {
 
 	snap atomic.Pointer[Snapshot] // current config; loaded once per request
 
-	peerTransport *http.Transport
-	appTransport  *http.Transport
-	remote        *httputil.ReverseProxy // to other sidecars
-	local         *httputil.ReverseProxy // to the local app
-	apiHandler    http.Handler
-	peerHandler   http.Handler
+	peers        *peerTransports
+	appTransport *http.Transport
+	remote       *httputil.ReverseProxy // to other sidecars
+	local        *httputil.ReverseProxy // to the local app
+	apiHandler   http.Handler
+	peerHandler  http.Handler
 
 	apiLns                []net.Listener
 	peerLn, metricsLn     net.Listener
@@ -114,18 +125,18 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	}
 	log = log.With("app_id", opts.AppID)
 	s := &Sidecar{
-		opts:          opts,
-		log:           log,
-		reg:           reg,
-		registry:      registry,
-		resolver:      discovery.NewResolver(source, log),
-		balancer:      opts.Balancer,
-		caller:        Caller{AppID: opts.AppID, Namespace: opts.Namespace},
-		self:          Target{AppID: opts.AppID, Namespace: opts.Namespace},
-		appAddr:       net.JoinHostPort(opts.AppChannelAddress, strconv.Itoa(opts.AppPort)),
-		fwd:           newForwarding(opts.Host),
-		peerTransport: newPeerTransport(),
-		appTransport:  newAppTransport(opts.AppProtocol),
+		opts:         opts,
+		log:          log,
+		reg:          reg,
+		registry:     registry,
+		resolver:     discovery.NewResolver(source, log),
+		balancer:     opts.Balancer,
+		caller:       Caller{AppID: opts.AppID, Namespace: opts.Namespace},
+		self:         Target{AppID: opts.AppID, Namespace: opts.Namespace},
+		appAddr:      net.JoinHostPort(opts.AppChannelAddress, strconv.Itoa(opts.AppPort)),
+		fwd:          newForwarding(opts.Host),
+		peers:        newPeerTransports(opts.Identity, opts.TrustDomain, opts.IdentityMetrics, log),
+		appTransport: newAppTransport(opts.AppProtocol),
 		peerConn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "skein_peer_connections_opened_total",
 			Help: "Connections accepted on the peer-facing port.",
@@ -230,10 +241,21 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var p2 http.Protocols
-	p2.SetUnencryptedHTTP2(true)
+	peerLn := s.peerLn
+	if s.opts.Identity != nil {
+		// mTLS, TLS 1.3 only; refused handshakes are logged and counted.
+		p2.SetHTTP2(true)
+		peerLn = identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2"), func(reason string, remote net.Addr, err error) {
+			s.opts.IdentityMetrics.HandshakeFailed("server", reason)
+			s.log.Warn("peer handshake refused", "remote", remote.String(), "reason", reason, "err", err)
+		})
+	} else {
+		p2.SetUnencryptedHTTP2(true)
+	}
 	s.peerSrv = &http.Server{
 		Handler:           s.peerHandler,
 		Protocols:         &p2,
+		ConnContext:       identity.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
 		ConnState: func(_ net.Conn, st http.ConnState) {
@@ -255,7 +277,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	for _, ln := range s.apiLns {
 		serve(s.apiSrv, ln)
 	}
-	serve(s.peerSrv, s.peerLn)
+	serve(s.peerSrv, peerLn)
 	if s.metricsLn != nil {
 		s.mSrv = &http.Server{
 			Handler:           promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}),
@@ -265,6 +287,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	rctx, stopResolver := context.WithCancel(context.Background())
 	wg.Go(func() { s.resolver.Run(rctx) })
+	if r, ok := s.opts.Identity.(interface{ Run(context.Context) }); ok {
+		wg.Go(func() { r.Run(rctx) }) // SVID renewal lives as long as the sidecar
+	}
 
 	p := s.Ports()
 	s.log.Info("sidecar listening", "http_port", p.HTTP, "internal_port", p.Internal, "metrics_port", p.Metrics, "namespace", s.opts.Namespace)
@@ -298,7 +323,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	shut.Wait()
 	stopResolver()
 	wg.Wait()
-	s.peerTransport.CloseIdleConnections()
+	s.peers.closeIdle()
 	s.appTransport.CloseIdleConnections()
 	s.log.Info("sidecar stopped")
 	return runErr

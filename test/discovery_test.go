@@ -25,28 +25,6 @@ func TestPeerHopIsPooledHTTP2(t *testing.T) {
 	b := m.sidecar("app-b", bPort)
 	a := m.sidecar("app-a", 0)
 
-	t.Run("peer port speaks h2c", func(t *testing.T) {
-		internal := int(b.metadata(t)["ports"].(map[string]any)["internal"].(float64))
-		var p http.Protocols
-		p.SetUnencryptedHTTP2(true)
-		tr := &http.Transport{Protocols: &p}
-		defer tr.CloseIdleConnections()
-		req := newRequest(t, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(internal)+"/direct", nil)
-		req.Host = "app-b.default"
-		resp, err := (&http.Client{Transport: tr}).Do(req)
-		if err != nil {
-			t.Fatalf("h2c to the peer port: %v", err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK || resp.Proto != "HTTP/2.0" {
-			t.Fatalf("h2c to the peer port: %s %d: %s", resp.Proto, resp.StatusCode, body)
-		}
-		if e := decodeEcho(t, body); e.Path != "/direct" || e.Instance != "b" {
-			t.Errorf("app got %s (instance %s), want /direct on b", e.Path, e.Instance)
-		}
-	})
-
 	tests := []struct {
 		name        string
 		calls       int

@@ -175,7 +175,7 @@ func (m *mesh) sidecarNoWait(appID string, appPort int, extra ...string) *sideca
 	s := &sidecar{appID: appID, http: freePort(m.t), metrics: freePort(m.t)}
 	args := []string{"sidecar", "--app-id", appID,
 		"--dapr-http-port", strconv.Itoa(s.http), "--metrics-port", strconv.Itoa(s.metrics),
-		"--enable-mtls=false", "--log-level", "debug"}
+		"--log-level", "debug"}
 	if appPort != 0 {
 		args = append(args, "--app-port", strconv.Itoa(appPort))
 	}

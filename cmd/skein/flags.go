@@ -37,6 +37,7 @@ type sidecarFlags struct {
 	graceSeconds                          int
 	balancer                              string
 	cores                                 int
+	spiffeSocket                          string
 }
 
 type stringList []string
@@ -73,7 +74,8 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.BoolVar(&f.logAsJSON, "log-as-json", false, "log JSON lines")
 	fs.StringVar(&f.maxBodySize, "max-body-size", "", "largest request body, e.g. 4Mi (empty: unlimited)")
 	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block")
-	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "mTLS between sidecars (not implemented yet: peer traffic is h2c)")
+	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
+	fs.StringVar(&f.spiffeSocket, "spiffe-endpoint-socket", "", "SPIFFE Workload API address, e.g. unix:///run/spire/agent.sock (default $SPIFFE_ENDPOINT_SOCKET; empty: the embedded CA)")
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
 	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")
 	fs.StringVar(&f.balancer, "load-balancer", "p2c", "p2c (peak-EWMA power of two choices) or round-robin")

@@ -12,6 +12,7 @@ Usage:
   skein sidecar [flags]           run a sidecar beside an app
   skein run [flags] -- CMD ARGS   run an app with its sidecar
   skein demo [--calls N]          start two sample services and call between them
+  skein ca init|show|rotate       manage the embedded trust domain under $SKEIN_HOME/ca
   skein version                   print the version
 
 Run "skein <command> -h" for a command's flags.
@@ -31,6 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSidecar(args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "ca":
+		return cmdCA(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "demo-app":

@@ -97,15 +97,26 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	if err != nil {
 		return nil, nil, err
 	}
-	sc, err := proxy.New(opts, reg, reg, telemetry.NewRegistry(), log)
+	metrics := telemetry.NewRegistry()
+	mtls, err := resolveMTLS(cfg, f.enableMTLS)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mtls.enabled {
+		opts.Identity, opts.IdentityMetrics, err = newIdentity(mtls, opts, spiffeSocket(f.spiffeSocket), home, metrics, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("identity: %w", err)
+		}
+		opts.TrustDomain = mtls.trustDomain
+	} else {
+		log.Warn("mTLS between sidecars is disabled: peer traffic is cleartext h2c and callers are not authenticated")
+	}
+	sc, err := proxy.New(opts, reg, reg, metrics, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := sc.Apply(cfg); err != nil {
 		return nil, nil, err
-	}
-	if f.enableMTLS {
-		log.Warn("mTLS between sidecars is not implemented yet: peer traffic is cleartext h2c on the internal port")
 	}
 	if err := sc.Listen(); err != nil {
 		return nil, nil, err

@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/identity"
+)
+
+// peerTransports carries calls to other sidecars: pooled, multiplexed
+// HTTP/2. With an identity source it is mTLS, with one pool per target app
+// whose handshakes require the server to prove that app's SPIFFE ID, so a
+// connection made for one app is never reused for another; without one it
+// is cleartext h2c (--enable-mtls=false). Safe for concurrent use.
+type peerTransports struct {
+	src     identity.Source // nil: cleartext
+	td      spiffeid.TrustDomain
+	metrics *identity.Metrics
+	log     *slog.Logger
+	plain   *http.Transport
+
+	mu    sync.Mutex
+	byApp map[string]*http.Transport // "<app-id>.<namespace>" → mTLS pool
+}
+
+func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity.Metrics, log *slog.Logger) *peerTransports {
+	return &peerTransports{src: src, td: td, metrics: m, log: log, plain: newPeerTransport(), byApp: map[string]*http.Transport{}}
+}
+
+// scheme is the URL scheme of peer calls.
+func (p *peerTransports) scheme() string {
+	if p.src == nil {
+		return "http"
+	}
+	return "https"
+}
+
+// RoundTrip sends r on the pool of the app named by r.Host.
+func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
+	if p.src == nil {
+		return p.plain.RoundTrip(r)
+	}
+	t, err := p.transportFor(r.Host)
+	if err != nil {
+		return nil, err
+	}
+	return t.RoundTrip(r)
+}
+
+func (p *peerTransports) transportFor(name string) (*http.Transport, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.byApp[name]; ok {
+		return t, nil
+	}
+	appID, ns, _ := strings.Cut(name, ".")
+	want, err := identity.AppID(p.td, ns, appID)
+	if err != nil {
+		return nil, fmt.Errorf("spiffe id of %s: %w", name, err)
+	}
+	cfg := identity.ClientConfig(p.src, want, "h2")
+	t := newPeerTransport()
+	var proto http.Protocols
+	proto.SetHTTP2(true)
+	t.Protocols = &proto
+	t.ForceAttemptHTTP2 = true
+	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = c.Close()
+			reason := identity.Classify(err)
+			p.metrics.HandshakeFailed("client", reason)
+			p.log.Warn("peer handshake refused", "peer", addr, "target", name, "reason", reason, "err", err)
+			// Nothing was sent: the picker may try another instance.
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: c.RemoteAddr(), Err: err}
+		}
+		return tc, nil
+	}
+	p.byApp[name] = t
+	return t, nil
+}
+
+// closeIdle closes idle connections of every pool.
+func (p *peerTransports) closeIdle() {
+	p.plain.CloseIdleConnections()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.byApp {
+		t.CloseIdleConnections()
+	}
+}
