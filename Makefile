@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit e2e fuzz lint bench demo
+.PHONY: all build test unit e2e fuzz lint bench demo peers
 
 all: build
 
@@ -12,13 +12,16 @@ build:
 demo:
 	$(GO) run ./cmd/skein demo
 
-# test installs what the tests need (Go modules; nothing else yet), checks
-# formatting and vet, runs every test with the race detector, then a short
-# run of each fuzz target.
-test: lint
+# test installs what the tests need (Go modules, and the real peers built
+# from the Go module proxy: SPIRE), checks formatting and vet, runs every
+# test with the race detector, then a short run of each fuzz target.
+test: lint peers
 	$(GO) mod download
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+
+peers:
+	bash test/peers/install.sh
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

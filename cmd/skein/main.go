@@ -45,6 +45,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo or version)\n", args[0])
+	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca or version)\n", args[0])
 	return 2
 }

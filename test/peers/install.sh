@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# install.sh: builds the real peers the end-to-end tests run, from the Go
+# module proxy, into $SKEIN_PEERS (default ~/.cache/skein/peers). Idempotent:
+# a peer whose binaries and version stamp exist is not rebuilt, so CI reuses
+# the cache between runs. Heavy builds run one after the other.
+#
+#   test/peers/install.sh            # everything
+#   test/peers/install.sh spire      # one peer
+#
+# SPIRE v1.13.3 (spire-server, spire-agent): ~4 min download, ~7 min compile on a cold cache.
+set -euo pipefail
+PEERS=${SKEIN_PEERS:-$HOME/.cache/skein/peers}
+BIN="$PEERS/bin"
+SRC="$PEERS/src"
+mkdir -p "$BIN" "$SRC"
+export GOFLAGS=-buildvcs=false
+
+say() { echo "[peers] $*" >&2; }
+
+# go_tool NAME VERSION PKG...: build PKGs at VERSION in a scratch module.
+go_tool() {
+	local name=$1 ver=$2
+	shift 2
+	local stamp="$BIN/.$name.version" want="$ver $*" p have=1
+	for p in "$@"; do [ -x "$BIN/$(basename "$p")" ] || have=0; done
+	if [ "$have" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		say "$name $ver already built in $BIN"
+		return 0
+	fi
+	mkdir -p "$SRC/$name"
+	(
+		cd "$SRC/$name"
+		[ -f go.mod ] || go mod init "skein.peers/$name" >/dev/null 2>&1
+		local args=()
+		for p in "$@"; do args+=("$p@$ver"); done
+		say "go get -tool ${args[*]}"
+		go get -tool "${args[@]}"
+		local t0=$SECONDS
+		go build -o "$BIN/" "$@"
+		say "$name built in $((SECONDS - t0))s"
+	)
+	echo "$want" >"$stamp"
+}
+
+spire() {
+	go_tool spire v1.13.3 github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
+}
+
+case "${1:-all}" in
+spire) spire ;;
+all) spire ;;
+*) echo "usage: $0 [all|spire]" >&2; exit 2 ;;
+esac
+say "peers ready in $BIN"
