@@ -205,7 +205,14 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 		return ctx
 	}
 	cs := tc.ConnectionState()
-	if p, err := ParsePeer(&cs); err == nil {
+	return ContextWithPeer(ctx, &cs)
+}
+
+// ContextWithPeer returns ctx with the caller named by a verified
+// connection's certificate, or ctx unchanged when it names none. It serves
+// transports other than TCP, such as QUIC.
+func ContextWithPeer(ctx context.Context, cs *tls.ConnectionState) context.Context {
+	if p, err := ParsePeer(cs); err == nil {
 		return context.WithValue(ctx, peerKey{}, p)
 	}
 	return ctx

@@ -26,14 +26,21 @@ type peerTransports struct {
 	td      spiffeid.TrustDomain
 	metrics *identity.Metrics
 	log     *slog.Logger
+	h3      bool // try HTTP/3 first
 	plain   *http.Transport
 
 	mu    sync.Mutex
-	byApp map[string]*http.Transport // "<app-id>.<namespace>" → mTLS pool
+	byApp map[string]peerPool // "<app-id>.<namespace>" → mTLS pool
 }
 
-func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity.Metrics, log *slog.Logger) *peerTransports {
-	return &peerTransports{src: src, td: td, metrics: m, log: log, plain: newPeerTransport(), byApp: map[string]*http.Transport{}}
+// peerPool is the connection pool of one target app.
+type peerPool interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity.Metrics, h3 bool, log *slog.Logger) *peerTransports {
+	return &peerTransports{src: src, td: td, metrics: m, h3: h3, log: log, plain: newPeerTransport(), byApp: map[string]peerPool{}}
 }
 
 // scheme is the URL scheme of peer calls.
@@ -56,7 +63,7 @@ func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.RoundTrip(r)
 }
 
-func (p *peerTransports) transportFor(name string) (*http.Transport, error) {
+func (p *peerTransports) transportFor(name string) (peerPool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.byApp[name]; ok {
@@ -90,8 +97,12 @@ func (p *peerTransports) transportFor(name string) (*http.Transport, error) {
 		}
 		return tc, nil
 	}
-	p.byApp[name] = t
-	return t, nil
+	var pool peerPool = t
+	if p.h3 {
+		pool = newH3First(identity.ClientConfig(p.src, want, "h3"), t, p.log)
+	}
+	p.byApp[name] = pool
+	return pool, nil
 }
 
 // closeIdle closes idle connections of every pool.

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/discovery"
@@ -59,6 +61,11 @@ type Options struct {
 	TrustDomain spiffeid.TrustDomain
 	// IdentityMetrics counts handshake failures; required with Identity.
 	IdentityMetrics *identity.Metrics
+	// PeerTransport is how calls reach other sidecars: PeerHTTP2 (default)
+	// or PeerHTTP3, which falls back to HTTP/2 when QUIC cannot connect.
+	// Every sidecar with mTLS serves both, HTTP/3 on UDP with the port
+	// number of the TCP peer port.
+	PeerTransport string
 }
 
 // Registrar announces this sidecar to other sidecars.
@@ -91,10 +98,11 @@ type Sidecar struct {
 
 	apiLns                []net.Listener
 	peerLn, metricsLn     net.Listener
+	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
 
 	ready    atomic.Bool
-	peerConn prometheus.Counter
+	peerConn *prometheus.CounterVec // by transport: h2, h2c, h3
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -135,12 +143,12 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		self:         Target{AppID: opts.AppID, Namespace: opts.Namespace},
 		appAddr:      net.JoinHostPort(opts.AppChannelAddress, strconv.Itoa(opts.AppPort)),
 		fwd:          newForwarding(opts.Host),
-		peers:        newPeerTransports(opts.Identity, opts.TrustDomain, opts.IdentityMetrics, log),
+		peers:        newPeerTransports(opts.Identity, opts.TrustDomain, opts.IdentityMetrics, opts.PeerTransport == PeerHTTP3, log),
 		appTransport: newAppTransport(opts.AppProtocol),
-		peerConn: prometheus.NewCounter(prometheus.CounterOpts{
+		peerConn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_peer_connections_opened_total",
-			Help: "Connections accepted on the peer-facing port.",
-		}),
+			Help: "Connections accepted on the peer-facing port, by transport (h2, h2c, h3).",
+		}, []string{"transport"}),
 	}
 	reg.MustRegister(s.peerConn)
 	bufs := &bufferPool{}
@@ -207,6 +215,13 @@ func (s *Sidecar) Listen() error {
 		s.closeListeners()
 		return fmt.Errorf("listen internal port: %w", err)
 	}
+	if s.opts.Identity != nil {
+		// HTTP/3 is a second way in; a taken UDP port costs only that.
+		if s.peerUDP, err = net.ListenPacket("udp", s.peerLn.Addr().String()); err != nil {
+			s.log.Warn("http/3 not served: udp port unavailable", "err", err)
+			s.peerUDP = nil
+		}
+	}
 	if s.opts.EnableMetrics {
 		s.metricsLn, err = net.Listen("tcp", net.JoinHostPort(s.opts.MetricsListenAddr, strconv.Itoa(s.opts.MetricsPort)))
 		if err != nil {
@@ -222,6 +237,9 @@ func (s *Sidecar) closeListeners() {
 		if ln != nil {
 			_ = ln.Close()
 		}
+	}
+	if s.peerUDP != nil {
+		_ = s.peerUDP.Close()
 	}
 }
 
@@ -242,9 +260,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	var p2 http.Protocols
 	peerLn := s.peerLn
+	tcpTransport := "h2c"
 	if s.opts.Identity != nil {
 		// mTLS, TLS 1.3 only; refused handshakes are logged and counted.
 		p2.SetHTTP2(true)
+		tcpTransport = "h2"
 		peerLn = identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2"), func(reason string, remote net.Addr, err error) {
 			s.opts.IdentityMetrics.HandshakeFailed("server", reason)
 			s.log.Warn("peer handshake refused", "remote", remote.String(), "reason", reason, "err", err)
@@ -260,7 +280,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
-				s.peerConn.Inc()
+				s.peerConn.WithLabelValues(tcpTransport).Inc()
 			}
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -284,6 +304,16 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		serve(s.mSrv, s.metricsLn)
+	}
+	var h3srv *http3.Server
+	if s.peerUDP != nil {
+		h3conns := s.peerConn.WithLabelValues("h3")
+		h3srv = newH3Server(s.peerHandler, identity.ServerConfig(s.opts.Identity, "h3"), h3conns.Inc)
+		wg.Go(func() {
+			if err := h3srv.Serve(s.peerUDP); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, quic.ErrServerClosed) {
+				s.log.Warn("http/3 server stopped", "err", err)
+			}
+		})
 	}
 	rctx, stopResolver := context.WithCancel(context.Background())
 	wg.Go(func() { s.resolver.Run(rctx) })
@@ -319,6 +349,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 				}
 			})
 		}
+	}
+	if h3srv != nil {
+		shut.Go(func() {
+			if err := h3srv.Shutdown(sctx); err != nil {
+				_ = h3srv.Close()
+			}
+		})
 	}
 	shut.Wait()
 	stopResolver()

@@ -38,6 +38,7 @@ type sidecarFlags struct {
 	balancer                              string
 	cores                                 int
 	spiffeSocket                          string
+	peerTransport                         string
 }
 
 type stringList []string
@@ -75,6 +76,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.maxBodySize, "max-body-size", "", "largest request body, e.g. 4Mi (empty: unlimited)")
 	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block")
 	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
+	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h2 (HTTP/2 over TCP, default) or h3 (HTTP/3 over QUIC, falling back to h2)")
 	fs.StringVar(&f.spiffeSocket, "spiffe-endpoint-socket", "", "SPIFFE Workload API address, e.g. unix:///run/spire/agent.sock (default $SPIFFE_ENDPOINT_SOCKET; empty: the embedded CA)")
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
 	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")

@@ -23,6 +23,8 @@ type mtlsSpec struct {
 		Enabled          *bool  `yaml:"enabled"`
 		WorkloadCertTTL  string `yaml:"workloadCertTTL"`
 		AllowedClockSkew string `yaml:"allowedClockSkew"`
+		// PeerTransport (Skein's extension): h2 or h3.
+		PeerTransport string `yaml:"peerTransport"`
 	} `yaml:"mtls"`
 	AccessControl struct {
 		TrustDomain string `yaml:"trustDomain"`
@@ -34,11 +36,13 @@ type mtlsSettings struct {
 	enabled     bool
 	trustDomain spiffeid.TrustDomain
 	ttl, skew   time.Duration
+	transport   string // proxy.PeerHTTP2 or proxy.PeerHTTP3
 }
 
-// resolveMTLS combines --enable-mtls with the Configuration: mTLS is on
-// unless either turns it off.
-func resolveMTLS(cfg proxy.Config, flagEnabled bool) (mtlsSettings, error) {
+// resolveMTLS combines --enable-mtls and --peer-transport with the
+// Configuration: mTLS is on unless either turns it off; the flag's
+// transport wins over the Configuration's.
+func resolveMTLS(cfg proxy.Config, flagEnabled bool, flagTransport string) (mtlsSettings, error) {
 	var spec mtlsSpec
 	if c := cfg.Configuration; c != nil && c.Spec.Kind != 0 {
 		if err := c.Spec.Decode(&spec); err != nil {
@@ -59,6 +63,20 @@ func resolveMTLS(cfg proxy.Config, flagEnabled bool) (mtlsSettings, error) {
 	}
 	if st.ttl < time.Second {
 		return st, fmt.Errorf("spec.mtls.workloadCertTTL: %s is shorter than a second", st.ttl)
+	}
+	st.transport = flagTransport
+	if st.transport == "" {
+		st.transport = spec.MTLS.PeerTransport
+	}
+	switch st.transport {
+	case "", proxy.PeerHTTP2:
+		st.transport = proxy.PeerHTTP2
+	case proxy.PeerHTTP3:
+		if !st.enabled {
+			return st, fmt.Errorf("peer transport h3 needs mTLS (QUIC is always TLS)")
+		}
+	default:
+		return st, fmt.Errorf("peer transport %q: want h2 or h3", st.transport)
 	}
 	td := spec.AccessControl.TrustDomain
 	if td == "" {

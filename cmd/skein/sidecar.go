@@ -98,7 +98,7 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 		return nil, nil, err
 	}
 	metrics := telemetry.NewRegistry()
-	mtls, err := resolveMTLS(cfg, f.enableMTLS)
+	mtls, err := resolveMTLS(cfg, f.enableMTLS, f.peerTransport)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +108,7 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 			return nil, nil, fmt.Errorf("identity: %w", err)
 		}
 		opts.TrustDomain = mtls.trustDomain
+		opts.PeerTransport = mtls.transport
 	} else {
 		log.Warn("mTLS between sidecars is disabled: peer traffic is cleartext h2c and callers are not authenticated")
 	}
