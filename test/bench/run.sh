@@ -4,7 +4,8 @@
 # in turn:
 #   direct   client → app
 #   haproxy  client → HAProxy 1 → HAProxy 2 → app   (HTTP mode, keep-alive)
-#   skein    client → sidecar a → sidecar b → app   (a → b is h2c)
+#   skein    client → sidecar a → sidecar b → app   (a → b is h2c; also over
+#            mTLS HTTP/2 and HTTP/3, see SCENARIOS)
 # Each path gets a constant-rate open-loop phase (RATE req/s for DURATION s,
 # latency measured from each request's scheduled start) and a closed-loop
 # maximum-throughput phase (MAX_CONNS connections for MAX_DURATION s). It
@@ -20,7 +21,9 @@
 #   MAX_CONNS [32]      closed-loop connections
 #   RATE_CONNS [64]     most requests in flight in the constant-rate phase
 #   BODY_BYTES [1024]   response size
-#   SCENARIOS [direct haproxy skein]  which paths to run
+#   SCENARIOS [direct haproxy skein skein-mtls skein-h3]  which paths to run:
+#                       skein is the a → b hop in cleartext h2c, skein-mtls HTTP/2 over
+#                       SPIFFE mTLS, skein-h3 HTTP/3 over QUIC with the same mTLS
 #   SKEIN_ENV           extra environment for both sidecars, e.g. "GOMAXPROCS=1 GOGC=200"
 #   RESULTS             also write the markdown report to this file
 #   PERF [0]            1: perf record the proxies during their constant-rate phase and
@@ -37,7 +40,7 @@ MAX_DURATION=${MAX_DURATION:-10}
 MAX_CONNS=${MAX_CONNS:-32}
 RATE_CONNS=${RATE_CONNS:-64}
 BODY_BYTES=${BODY_BYTES:-1024}
-SCENARIOS=${SCENARIOS:-direct haproxy skein}
+SCENARIOS=${SCENARIOS:-direct haproxy skein skein-mtls skein-h3}
 SKEIN_ENV=${SKEIN_ENV:-}
 RESULTS=${RESULTS:-}
 PERF=${PERF:-0}
@@ -141,8 +144,8 @@ trap 'exit 143' TERM
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 for s in $SCENARIOS; do
 	case $s in
-	direct | haproxy | skein) ;;
-	*) die "SCENARIOS: unknown scenario $s (want direct, haproxy, skein)" ;;
+	direct | haproxy | skein | skein-mtls | skein-h3) ;;
+	*) die "SCENARIOS: unknown scenario $s (want direct, haproxy, skein, skein-mtls, skein-h3)" ;;
 	esac
 done
 
@@ -296,26 +299,36 @@ fi
 
 # --- two Skein sidecars -----------------------------------------------------
 
-if want skein; then
-	export SKEIN_HOME=$WORK/skein-home
+# skein_pair NAME FLAGS...: two sidecars, a → b, started with FLAGS, loaded
+# as scenario NAME. Each pair gets its own SKEIN_HOME (and embedded CA).
+skein_pair() {
+	local name=$1
+	shift
+	export SKEIN_HOME=$WORK/$name-home
 	# shellcheck disable=SC2086 # SKEIN_ENV is a list of NAME=VALUE words
 	start skein-b env $SKEIN_ENV "$SKEIN" sidecar --app-id b --dapr-http-port "$SB_HTTP" --metrics-port "$SB_METRICS" \
-		--app-port "$APP_PORT" --enable-mtls=false --log-level warn
+		--app-port "$APP_PORT" --log-level warn "$@"
 	SB_PID=$LAST_PID
 	# shellcheck disable=SC2086
 	start skein-a env $SKEIN_ENV "$SKEIN" sidecar --app-id a --dapr-http-port "$SA_HTTP" --metrics-port "$SA_METRICS" \
-		--enable-mtls=false --log-level warn
+		--log-level warn "$@"
 	SA_PID=$LAST_PID
 	SKEIN_URL="http://127.0.0.1:$SA_HTTP/v1.0/invoke/b/method/bench"
 	wait_url "$SKEIN_URL"
 	expect_comm "$SA_PID" skein
 	expect_comm "$SB_PID" skein
 
-	say "skein: $RATE req/s for $DUR, then $MAX_CONNS connections for $MAXDUR"
+	say "$name: $RATE req/s for $DUR, then $MAX_CONNS connections for $MAXDUR"
 	perf_start "skein-a=$SA_PID" "skein-b=$SB_PID"
-	measure skein "$SKEIN_URL" "skein-a=$SA_PID" "skein-b=$SB_PID" "app=$APP_PID"
+	measure "$name" "$SKEIN_URL" "skein-a=$SA_PID" "skein-b=$SB_PID" "app=$APP_PID"
 	stop "$SA_PID" "$SB_PID"
-fi
+}
+
+# skein: the a → b hop in cleartext h2c; skein-mtls: HTTP/2 over SPIFFE
+# mTLS (the default); skein-h3: HTTP/3 over QUIC with the same mTLS.
+if want skein; then skein_pair skein --enable-mtls=false; fi
+if want skein-mtls; then skein_pair skein-mtls; fi
+if want skein-h3; then skein_pair skein-h3 --peer-transport h3; fi
 
 stop "$APP_PID"
 
@@ -327,9 +340,19 @@ stop "$APP_PID"
 	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg);" \
 		"$(go version | cut -d' ' -f3), $("$SKEIN" version)" \
 		"(commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- proxy discovery cmd telemetry 2>/dev/null || echo ', modified')), $("$HAPROXY" -v | head -n 1 | cut -d' ' -f1-3)."
-	echo "Responses of $BODY_BYTES bytes over HTTP/1.1 keep-alive from the client; Skein's a → b hop is h2c."
+	echo "Responses of $BODY_BYTES bytes over HTTP/1.1 keep-alive from the client; Skein's a → b hop: skein h2c, skein-mtls HTTP/2 + mTLS, skein-h3 HTTP/3 + mTLS."
 	echo
 	"$LOADGEN" report -in "$OUT"
+	if want skein && want skein-mtls; then
+		echo "### mTLS against cleartext (target: CPU per request within 15%)"
+		echo
+		"$LOADGEN" report -in "$OUT" -ratios-only -reference skein -subject skein-mtls -cpu-target 1.15
+	fi
+	if want skein-mtls && want skein-h3; then
+		echo "### HTTP/3 against HTTP/2, both over mTLS"
+		echo
+		"$LOADGEN" report -in "$OUT" -ratios-only -reference skein-mtls -subject skein-h3 -cpu-target 1.15
+	fi
 } >"$WORK/report.md"
 cat "$WORK/report.md"
 if [[ -n $RESULTS ]]; then

@@ -29,12 +29,18 @@ func cmdReport(args []string, stdout io.Writer) error {
 	base := fs.String("baseline", "direct", "scenario without proxies")
 	ref := fs.String("reference", "haproxy", "scenario the subject is compared with")
 	subj := fs.String("subject", "skein", "scenario under test")
+	ratiosOnly := fs.Bool("ratios-only", false, "print only the subject-to-reference ratios")
+	cpuTarget := fs.Float64("cpu-target", targetCPURatio, "largest CPU-per-request ratio of a subject hop to a reference hop that passes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	rs, err := readResults(*in)
 	if err != nil {
 		return err
+	}
+	if *ratiosOnly {
+		writeRatios(stdout, index(rs), *base, *ref, *subj, *cpuTarget)
+		return nil
 	}
 	writeReport(stdout, rs, *base, *ref, *subj)
 	return nil
@@ -142,7 +148,7 @@ func writeReport(w io.Writer, rs []Result, base, ref, subj string) {
 		fmt.Fprintln(w)
 	}
 	writeProcs(w, x)
-	writeRatios(w, x, base, ref, subj)
+	writeRatios(w, x, base, ref, subj, targetCPURatio)
 	for _, m := range []string{"rate", "max"} {
 		for _, s := range x.order {
 			if r := x.by[m][s]; r != nil && r.Errors > 0 {
@@ -234,7 +240,7 @@ func verdict(ok bool) string {
 	return "MISS"
 }
 
-func writeRatios(w io.Writer, x results, base, ref, subj string) {
+func writeRatios(w io.Writer, x results, base, ref, subj string, cpuTarget float64) {
 	b, r, s := x.by["rate"][base], x.by["rate"][ref], x.by["rate"][subj]
 	fmt.Fprintln(w, "### Ratios and targets")
 	fmt.Fprintln(w)
@@ -260,7 +266,7 @@ func writeRatios(w io.Writer, x results, base, ref, subj string) {
 			subjSum += p.CPUPer1k
 			ratio := p.CPUPer1k / refHop
 			worst = max(worst, ratio)
-			fmt.Fprintf(w, "| CPU per request, %s / mean %s hop | %.2fx | ≤ %.1fx | %s |\n", p.Name, ref, ratio, targetCPURatio, verdict(ratio <= targetCPURatio))
+			fmt.Fprintf(w, "| CPU per request, %s / mean %s hop | %.2fx | ≤ %.2fx | %s |\n", p.Name, ref, ratio, cpuTarget, verdict(ratio <= cpuTarget))
 		}
 		fmt.Fprintf(w, "| CPU per request, both %s hops / both %s hops | %.2fx | | |\n", subj, ref, subjSum/refSum)
 		var peak float64
