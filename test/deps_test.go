@@ -16,8 +16,9 @@ func TestImportDirection(t *testing.T) {
 		forbidden []string
 		why       string
 	}{
-		{"discovery", []string{"proxy", "telemetry", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
-		{"telemetry", []string{"proxy", "discovery", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
+		{"discovery", []string{"proxy", "telemetry", "identity", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
+		{"telemetry", []string{"proxy", "discovery", "identity", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
+		{"identity", []string{"proxy", "discovery", "telemetry", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
 		{"proxy", []string{"cmd/skein", "examples", "test"}, "the data path uses concern packages, never the wiring"},
 		{"examples/orders", []string{"proxy", "discovery", "telemetry"}, "sample apps know nothing of Skein"},
 		{"examples/checkout", []string{"proxy", "discovery", "telemetry"}, "sample apps know nothing of Skein"},
