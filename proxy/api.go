@@ -165,9 +165,15 @@ func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
 		writeInvokeError(w, s.self.AppID, errNoAppChannel)
 		return
 	}
-	// Defence in depth: normalise again on the callee (contract §1.3).
+	// Defence in depth: normalise again on the callee (contract §1.3), once,
+	// so access control decides on exactly the path the app receives.
 	m, err := NormalizeMethod(r.URL.Path)
 	if err != nil {
+		writeInvokeError(w, s.self.AppID, err)
+		return
+	}
+	// Access control, per request, so a reloaded policy reaches open connections.
+	if err := s.authorize(r, m, s.snap.Load()); err != nil {
 		writeInvokeError(w, s.self.AppID, err)
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/skeinmesh/skein/identity/access"
 )
 
 // Config is everything the sidecar reads from files (and, later, xDS): the
@@ -137,6 +139,9 @@ type Snapshot struct {
 	ConfigName string
 	// Kinds counts resources by kind, for /v1.0/metadata.
 	Kinds map[string]int
+	// Access decides calls from other sidecars (spec.accessControl); never
+	// nil: without a policy it allows everything.
+	Access *access.Matcher
 }
 
 // compile validates cfg and builds its snapshot. Each concern added later
@@ -150,8 +155,53 @@ func compile(cfg Config) (*Snapshot, error) {
 		}
 		s.ConfigName = c.Metadata.Name
 	}
+	acl, err := AccessConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Apps behind Skein speak HTTP (http, h2c, https): operations match
+	// case-insensitively and verbs count (contract §4.2).
+	m, err := access.Compile(acl, true)
+	if err != nil {
+		return nil, err
+	}
+	s.Access = m
 	for _, r := range cfg.Resources {
 		s.Kinds[r.Kind]++
 	}
 	return s, nil
+}
+
+// AccessConfig decodes and validates the Configuration's
+// spec.accessControl; nil when there is none.
+func AccessConfig(cfg Config) (*access.Config, error) {
+	c := cfg.Configuration
+	if c == nil {
+		return nil, nil
+	}
+	n := section(&c.Spec, "accessControl")
+	if n == nil {
+		return nil, nil
+	}
+	acl, err := access.Decode(n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.%w", c.File, err)
+	}
+	if err := acl.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: spec.%w", c.File, err)
+	}
+	return acl, nil
+}
+
+// section returns the value of key in a YAML mapping node, nil if absent.
+func section(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/identity/access"
 )
 
 // Reasons carried in the google.rpc.ErrorInfo detail of every error Skein
@@ -24,6 +25,7 @@ const (
 	ReasonMisdirected     = "MISDIRECTED"
 	ReasonNotReady        = "NOT_READY"
 	ReasonUnauthenticated = "UNAUTHENTICATED"
+	ReasonAccessDenied    = "ACCESS_DENIED"
 )
 
 // Dapr error codes (contract §1.10).
@@ -66,7 +68,10 @@ type errorBody struct {
 func classify(err error) (status int, reason string) {
 	var badID *InvalidAppIDError
 	var appErr *appChannelError
+	var denied *access.DeniedError
 	switch {
+	case errors.As(err, &denied):
+		return http.StatusForbidden, ReasonAccessDenied
 	case errors.Is(err, ErrNoAppID):
 		return http.StatusNotFound, ReasonNoAppID
 	case errors.As(err, &badID):
@@ -95,12 +100,19 @@ func classify(err error) (status int, reason string) {
 func writeInvokeError(w http.ResponseWriter, target string, err error) {
 	status, reason := classify(err)
 	msg := err.Error()
+	md, denied := deniedDetail(err)
+	if denied {
+		// Dapr's callee answers gRPC PermissionDenied; HTTP callers see its text.
+		msg = "rpc error: code = PermissionDenied desc = " + msg
+	}
 	if status != http.StatusNotFound {
 		msg = "failed to invoke, id: " + target + ", err: " + msg
 	}
-	md := map[string]string(nil)
 	if target != "" {
-		md = map[string]string{"appID": target}
+		if md == nil {
+			md = map[string]string{}
+		}
+		md["appID"] = target
 	}
 	writeError(w, status, codeDirectInvoke, msg, reason, md)
 }

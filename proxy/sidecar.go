@@ -61,6 +61,8 @@ type Options struct {
 	TrustDomain spiffeid.TrustDomain
 	// IdentityMetrics counts handshake failures; required with Identity.
 	IdentityMetrics *identity.Metrics
+	// ConfigFiles are watched and hot-reloaded while the sidecar runs.
+	ConfigFiles ConfigFiles
 	// PeerTransport is how calls reach other sidecars: PeerHTTP2 (default)
 	// or PeerHTTP3, which falls back to HTTP/2 when QUIC cannot connect.
 	// Every sidecar with mTLS serves both, HTTP/3 on UDP with the port
@@ -101,8 +103,10 @@ type Sidecar struct {
 	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
 
-	ready    atomic.Bool
-	peerConn *prometheus.CounterVec // by transport: h2, h2c, h3
+	ready         atomic.Bool
+	accessMetrics *accessMetrics
+	reloadMetrics *reloadMetrics
+	peerConn      *prometheus.CounterVec // by transport: h2, h2c, h3
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -151,11 +155,17 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		}, []string{"transport"}),
 	}
 	reg.MustRegister(s.peerConn)
+	s.accessMetrics = newAccessMetrics(reg)
+	s.reloadMetrics = newReloadMetrics(reg)
 	bufs := &bufferPool{}
 	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
 	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
 	s.buildChains()
-	s.snap.Store(&Snapshot{Version: "none", Kinds: map[string]int{}})
+	empty, err := compile(Config{Version: "none"})
+	if err != nil {
+		return nil, err
+	}
+	s.snap.Store(empty)
 	return s, nil
 }
 
@@ -167,6 +177,7 @@ func (s *Sidecar) Apply(cfg Config) error {
 		return fmt.Errorf("config %s: %w", cfg.Version, err)
 	}
 	s.snap.Store(snap)
+	s.reloadMetrics.applied.SetToCurrentTime()
 	s.log.Info("config applied", "version", snap.Version, "configuration", snap.ConfigName)
 	return nil
 }
@@ -317,6 +328,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	rctx, stopResolver := context.WithCancel(context.Background())
 	wg.Go(func() { s.resolver.Run(rctx) })
+	if !s.opts.ConfigFiles.empty() {
+		wg.Go(func() { s.watchConfig(rctx, s.opts.ConfigFiles) })
+	}
 	if r, ok := s.opts.Identity.(interface{ Run(context.Context) }); ok {
 		wg.Go(func() { r.Run(rctx) }) // SVID renewal lives as long as the sidecar
 	}

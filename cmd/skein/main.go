@@ -13,6 +13,7 @@ Usage:
   skein run [flags] -- CMD ARGS   run an app with its sidecar
   skein demo [--calls N]          start two sample services and call between them
   skein ca init|show|rotate       manage the embedded trust domain under $SKEIN_HOME/ca
+  skein policy explain|lint       explain an access decision, or lint a policy, offline
   skein version                   print the version
 
 Run "skein <command> -h" for a command's flags.
@@ -32,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdSidecar(args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "policy":
+		return cmdPolicy(args[1:], stdout, stderr)
 	case "ca":
 		return cmdCA(args[1:], stdout, stderr)
 	case "demo":
@@ -45,6 +48,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca or version)\n", args[0])
+	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca, policy or version)\n", args[0])
 	return 2
 }

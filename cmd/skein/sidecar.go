@@ -112,6 +112,7 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	} else {
 		log.Warn("mTLS between sidecars is disabled: peer traffic is cleartext h2c and callers are not authenticated")
 	}
+	opts.ConfigFiles = proxy.ConfigFiles{Configuration: f.config, ResourceDirs: f.resourcesPaths}
 	sc, err := proxy.New(opts, reg, reg, metrics, log)
 	if err != nil {
 		return nil, nil, err

@@ -14,6 +14,7 @@
 //	/conn              the caller's address (r.RemoteAddr), to count connections
 //	/env               JSON of the APP_* and DAPR_* variables skein run sets
 //	/inflight          how many /slow calls are in progress
+//	/requests          how many requests (other than these) the app has served
 //
 // Flags: --port (default $APP_PORT), --name (reported as X-Instance on every
 // response), --exit-after D --exit-code C (exit on its own after D),
@@ -183,7 +184,14 @@ func main() {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(e)
 	})
+	var served atomic.Int64 // requests other than /requests
+	mux.HandleFunc("/requests", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, served.Load())
+	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/requests" {
+			served.Add(1)
+		}
 		w.Header().Set("X-Instance", *name)
 		mux.ServeHTTP(w, r)
 	})
