@@ -1,0 +1,124 @@
+package resiliency
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BudgetConfig sizes a retry budget (PRODUCT.md difference 7).
+type BudgetConfig struct {
+	// Ratio is the retries allowed per request; default 0.2 (20%).
+	Ratio float64
+	// PerSecond are retries allowed every second on top; default 10.
+	PerSecond float64
+	// Burst caps the saved-up retries; default PerSecond + 100*Ratio.
+	Burst float64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultBudget is the budget of BudgetConfig's documented defaults.
+var DefaultBudget = BudgetConfig{Ratio: 0.2, PerSecond: 10}
+
+// Budget is a token bucket capping the retries to one target: each request
+// deposits Ratio tokens, time deposits PerSecond tokens a second, a retry
+// takes one token. It starts with one second's worth. Safe for concurrent
+// use.
+type Budget struct {
+	cfg       BudgetConfig
+	mu        sync.Mutex
+	tokens    float64
+	last      time.Time
+	refused   atomic.Uint64
+	onRefused func()
+}
+
+// NewBudget returns a full budget; zero fields of cfg get DefaultBudget's
+// values, except that cfg with a zero PerSecond and a non-zero Ratio keeps
+// PerSecond 0 (a pure ratio budget).
+func NewBudget(cfg BudgetConfig) *Budget {
+	if cfg.Ratio == 0 && cfg.PerSecond == 0 {
+		cfg.Ratio, cfg.PerSecond = DefaultBudget.Ratio, DefaultBudget.PerSecond
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = cfg.PerSecond + 100*cfg.Ratio
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Budget{cfg: cfg, tokens: min(cfg.PerSecond, cfg.Burst), last: cfg.Now()}
+}
+
+// refill adds the tokens earned since the last call; b.mu is held.
+func (b *Budget) refill() {
+	now := b.cfg.Now()
+	if el := now.Sub(b.last); el > 0 {
+		b.tokens = min(b.tokens+el.Seconds()*b.cfg.PerSecond, b.cfg.Burst)
+	}
+	b.last = now
+}
+
+// Record notes one request (not a retry) to the target.
+func (b *Budget) Record() {
+	b.mu.Lock()
+	b.refill()
+	b.tokens = min(b.tokens+b.cfg.Ratio, b.cfg.Burst)
+	b.mu.Unlock()
+}
+
+// Allow takes a token for one retry and reports whether there was one. A
+// refusal is counted (Refused and the refused metric).
+func (b *Budget) Allow() bool {
+	b.mu.Lock()
+	b.refill()
+	ok := b.tokens >= 1-1e-9 // 5 deposits of 0.2 make a whole token
+	if ok {
+		b.tokens = max(b.tokens-1, 0)
+	}
+	b.mu.Unlock()
+	if !ok {
+		b.refused.Add(1)
+		if b.onRefused != nil {
+			b.onRefused()
+		}
+	}
+	return ok
+}
+
+// Refused returns the number of retries refused so far.
+func (b *Budget) Refused() uint64 { return b.refused.Load() }
+
+// Budgets holds one Budget per target, created on first use. Safe for
+// concurrent use.
+type Budgets struct {
+	cfg     BudgetConfig
+	metrics *Metrics
+	mu      sync.Mutex
+	m       map[string]*Budget
+}
+
+// NewBudgets returns per-target budgets sized by cfg, counting refusals in
+// m (nil: not counted).
+func NewBudgets(cfg BudgetConfig, m *Metrics) *Budgets {
+	return &Budgets{cfg: cfg, metrics: m, m: map[string]*Budget{}}
+}
+
+// For returns target's budget. A nil *Budgets returns nil: no budget.
+func (bs *Budgets) For(target string) *Budget {
+	if bs == nil {
+		return nil
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	b, ok := bs.m[target]
+	if !ok {
+		b = NewBudget(bs.cfg)
+		if bs.metrics != nil {
+			m := bs.metrics
+			b.onRefused = func() { m.budgetRefused(target) }
+		}
+		bs.m[target] = b
+	}
+	return b
+}
