@@ -5,6 +5,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/resiliency"
 	"github.com/skeinmesh/skein/telemetry"
 )
 
@@ -35,7 +36,10 @@ func (s *Sidecar) buildChains() {
 	// Sidecar → remote sidecar, one per call; the picker retries only what
 	// never left the process.
 	s.remote.Transport = wrap(s.peers,
-		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try; copies the request addressed to it
+		resiliency.Retry(s.policyOf, resiliency.WithBudgets(s.budgets), resiliency.WithMetrics(s.resMetrics)), // outside the breaker: every try is counted; budgeted
+		resiliency.Breaker(s.breakers, s.policyOf, methodOf),                                                  // fails fast with ErrCircuitOpen, no network
+		resiliency.Timeout(s.policyOf, s.resMetrics),                                                          // per-attempt deadline
+		discovery.Pick(s.resolver, s.balancer),                                                                // endpoint chosen per try; copies the request addressed to it
 	)
 	// Remote sidecar → this sidecar → app.
 	s.peerHandler = chain(http.HandlerFunc(s.servePeer),
@@ -47,4 +51,26 @@ func (s *Sidecar) buildChains() {
 		appChannelErrors, // outermost: every failure below is an app-channel failure
 		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
 	)
+}
+
+// policyOf is the resiliency policy of a call: the target as the caller
+// wrote it, looked up in the current snapshot (contract §5.6).
+func (s *Sidecar) policyOf(r *http.Request) resiliency.Policy {
+	c := callFrom(r.Context())
+	if c == nil {
+		return resiliency.Policy{}
+	}
+	name := c.name
+	if name == "" {
+		name = c.target.AppID
+	}
+	return s.snap.Load().Resiliency.ForApp(name)
+}
+
+// methodOf keys circuit breakers by the normalised method.
+func methodOf(r *http.Request) string {
+	if c := callFrom(r.Context()); c != nil {
+		return c.method
+	}
+	return r.URL.Path
 }

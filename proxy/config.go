@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/resiliency"
 )
 
 // Config is everything the sidecar reads from files (and, later, xDS): the
@@ -142,12 +143,15 @@ type Snapshot struct {
 	// Access decides calls from other sidecars (spec.accessControl); never
 	// nil: without a policy it allows everything.
 	Access *access.Matcher
+	// Resiliency holds the merged Resiliency resources scoped to this app;
+	// nil means no user policy.
+	Resiliency *resiliency.Compiled
 }
 
 // compile validates cfg and builds its snapshot. Each concern added later
 // (access control, resiliency, tracing) compiles its section here and adds
 // its matchers to Snapshot; any error rejects the whole config.
-func compile(cfg Config) (*Snapshot, error) {
+func compile(cfg Config, appID string) (*Snapshot, error) {
 	s := &Snapshot{Version: cfg.Version, Kinds: map[string]int{}}
 	if c := cfg.Configuration; c != nil {
 		if !strings.HasPrefix(c.APIVersion, "dapr.io/") {
@@ -166,8 +170,27 @@ func compile(cfg Config) (*Snapshot, error) {
 		return nil, err
 	}
 	s.Access = m
+	var specs []*resiliency.Spec
 	for _, r := range cfg.Resources {
 		s.Kinds[r.Kind]++
+		if r.Kind != "Resiliency" {
+			continue
+		}
+		sp, err := resiliency.Decode(&r.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: resiliency %s: %w", r.File, r.Metadata.Name, err)
+		}
+		sp.Name, sp.Namespace, sp.Scopes = r.Metadata.Name, r.Metadata.Namespace, r.Scopes
+		if sp.AppliesTo(appID) {
+			specs = append(specs, sp)
+		}
+	}
+	if len(specs) > 0 {
+		c, err := resiliency.Compile(resiliency.Merge(specs...))
+		if err != nil {
+			return nil, fmt.Errorf("resiliency: %w", err)
+		}
+		s.Resiliency = c
 	}
 	return s, nil
 }

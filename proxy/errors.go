@@ -8,6 +8,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/resiliency"
 )
 
 // Reasons carried in the google.rpc.ErrorInfo detail of every error Skein
@@ -26,6 +27,7 @@ const (
 	ReasonNotReady        = "NOT_READY"
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 	ReasonAccessDenied    = "ACCESS_DENIED"
+	ReasonCircuitOpen     = "CIRCUIT_OPEN"
 )
 
 // Dapr error codes (contract §1.10).
@@ -72,6 +74,8 @@ func classify(err error) (status int, reason string) {
 	switch {
 	case errors.As(err, &denied):
 		return http.StatusForbidden, ReasonAccessDenied
+	case errors.Is(err, resiliency.ErrCircuitOpen), errors.Is(err, resiliency.ErrTooManyRequests):
+		return http.StatusInternalServerError, ReasonCircuitOpen
 	case errors.Is(err, ErrNoAppID):
 		return http.StatusNotFound, ReasonNoAppID
 	case errors.As(err, &badID):

@@ -23,6 +23,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/resiliency"
 )
 
 // Version is the runtime version reported on /v1.0/metadata.
@@ -106,7 +107,13 @@ type Sidecar struct {
 	ready         atomic.Bool
 	accessMetrics *accessMetrics
 	reloadMetrics *reloadMetrics
-	peerConn      *prometheus.CounterVec // by transport: h2, h2c, h3
+
+	// Resiliency state that outlives snapshots: breakers keep their state
+	// across reloads, budgets their tokens.
+	resMetrics *resiliency.Metrics
+	breakers   *resiliency.Registry
+	budgets    *resiliency.Budgets
+	peerConn   *prometheus.CounterVec // by transport: h2, h2c, h3
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -157,11 +164,16 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	reg.MustRegister(s.peerConn)
 	s.accessMetrics = newAccessMetrics(reg)
 	s.reloadMetrics = newReloadMetrics(reg)
+	rm, err := resiliency.NewMetrics(reg, opts.AppID)
+	if err != nil {
+		return nil, err
+	}
+	s.resMetrics, s.breakers, s.budgets = rm, resiliency.NewRegistry(rm), resiliency.NewBudgets(resiliency.DefaultBudget, rm)
 	bufs := &bufferPool{}
 	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
 	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
 	s.buildChains()
-	empty, err := compile(Config{Version: "none"})
+	empty, err := compile(Config{Version: "none"}, opts.AppID)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +184,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 // Apply compiles cfg and swaps it in; on error the current snapshot keeps
 // serving and the error says why.
 func (s *Sidecar) Apply(cfg Config) error {
-	snap, err := compile(cfg)
+	snap, err := compile(cfg, s.opts.AppID)
 	if err != nil {
 		return fmt.Errorf("config %s: %w", cfg.Version, err)
 	}
