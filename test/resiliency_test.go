@@ -1,0 +1,147 @@
+package test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const resiliencyRes = `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: res
+spec:
+  policies:
+    timeouts:
+      fast: 300ms
+    retries:
+      DefaultAppRetryPolicy:
+        policy: constant
+        duration: 50ms
+        maxRetries: 3
+      three:
+        policy: constant
+        duration: 10ms
+        maxRetries: 2
+        matching:
+          httpStatusCodes: "500-599"
+    circuitBreakers:
+      cb:
+        maxRequests: 1
+        interval: 0
+        timeout: 2s
+        trip: consecutiveFailures >= 3
+  targets:
+    apps:
+      app-c:
+        circuitBreaker: cb
+      app-d:
+        timeout: fast
+        retry: three
+`
+
+// TestResiliencyPolicies covers resiliency rows of contract §5.8 end to end
+// against real apps that count their calls: the default retry policy, a
+// named target's timeout and matching retries, and a circuit breaker that
+// opens and fails fast without calling the app.
+func TestResiliencyPolicies(t *testing.T) {
+	m := newMesh(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "res.yaml"), []byte(resiliencyRes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bPort, _ := m.app("b")
+	m.sidecar("app-b", bPort)
+	cPort, _ := m.app("c")
+	m.sidecar("app-c", cPort)
+	dPort, _ := m.app("d")
+	m.sidecar("app-d", dPort)
+	a := m.sidecar("app-a", 0, "--resources-path", dir)
+
+	call := func(target, method, status string) (*http.Response, []byte) {
+		req := newRequest(t, http.MethodGet, a.invokeURL(target, method), nil)
+		if status != "" {
+			req.Header.Set("X-Echo-Status", status)
+		}
+		return do(t, req)
+	}
+
+	t.Run("default retry: 200 once, 400 four times with the app's answer", func(t *testing.T) {
+		before := appRequests(t, bPort)
+		if resp, _ := call("app-b", "ok", ""); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if n := appRequests(t, bPort) - before; n != 1 {
+			t.Errorf("200: %d app calls, want 1", n)
+		}
+		before = appRequests(t, bPort)
+		resp, body := call("app-b", "bad", "400")
+		if resp.StatusCode != 400 || !strings.Contains(string(body), `"path":"/bad"`) {
+			t.Errorf("400 case: %d %s", resp.StatusCode, body)
+		}
+		if n := appRequests(t, bPort) - before; n != 4 {
+			t.Errorf("400: %d app calls, want 4 (1 + 3 retries)", n)
+		}
+	})
+
+	t.Run("named target: matching retries and timeout", func(t *testing.T) {
+		before := appRequests(t, dPort)
+		if resp, _ := call("app-d", "nf", "404"); resp.StatusCode != 404 {
+			t.Errorf("404: status %d", resp.StatusCode)
+		}
+		if n := appRequests(t, dPort) - before; n != 1 {
+			t.Errorf("404 outside the matching list: %d app calls, want 1", n)
+		}
+		before = appRequests(t, dPort)
+		if resp, _ := call("app-d", "err", "503"); resp.StatusCode != 503 {
+			t.Errorf("503: status %d", resp.StatusCode)
+		}
+		if n := appRequests(t, dPort) - before; n != 3 {
+			t.Errorf("503 in the matching list: %d app calls, want 3", n)
+		}
+		resp, body := call("app-d", "slow?ms=2000", "")
+		e := decodeError(t, resp, body)
+		if resp.StatusCode != 500 || e.reason() != "TIMEOUT" || !strings.Contains(e.Message, "context deadline exceeded") {
+			t.Errorf("slow call: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("circuit breaker opens and fails fast", func(t *testing.T) {
+		for i := range 3 {
+			if resp, _ := call("app-c", "boom", "500"); resp.StatusCode != 500 {
+				t.Fatalf("failure %d: status %d", i, resp.StatusCode)
+			}
+		}
+		before := appRequests(t, cPort)
+		resp, body := call("app-c", "boom", "500")
+		e := decodeError(t, resp, body)
+		if resp.StatusCode != 500 || e.reason() != "CIRCUIT_OPEN" || !strings.Contains(e.Message, "circuit breaker is open") {
+			t.Errorf("4th call: %d %s", resp.StatusCode, body)
+		}
+		if n := appRequests(t, cPort) - before; n != 0 {
+			t.Errorf("open breaker let %d calls reach the app", n)
+		}
+		if n := a.metric(t, "dapr_resiliency_cb_state", `status="open"`); n != 1 {
+			t.Errorf("cb_state open = %v, want 1", n)
+		}
+		// Breakers are per method (contract §5.5): another method still works.
+		if resp, _ := call("app-c", "other", ""); resp.StatusCode != 200 {
+			t.Errorf("another method while boom's breaker is open: %d", resp.StatusCode)
+		}
+		// After the breaker's 2 s timeout a successful probe closes it.
+		opened := time.Now()
+		waitFor(t, 6*time.Second, "the breaker to let a probe through", func() bool {
+			resp, _ := call("app-c", "boom", "")
+			return resp.StatusCode == 200
+		})
+		if waited := time.Since(opened); waited < time.Second {
+			t.Errorf("probe let through after %s, before the breaker's timeout", waited)
+		}
+		if n := a.metric(t, "dapr_resiliency_cb_state", `status="closed"`); n < 1 {
+			t.Errorf("cb_state closed = %v after the probe, want 1", n)
+		}
+	})
+}
