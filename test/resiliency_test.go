@@ -145,3 +145,96 @@ func TestResiliencyPolicies(t *testing.T) {
 		}
 	})
 }
+
+// TestResiliencyReload covers resiliency point 7: a Resiliency file
+// reloads; an invalid one is rejected and the last good one keeps
+// applying; an open breaker stays open across a reload.
+func TestResiliencyReload(t *testing.T) {
+	m := newMesh(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "res.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file+".tmp", []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(resiliencyRes)
+	cPort, _ := m.app("c")
+	m.sidecar("app-c", cPort)
+	a := m.sidecar("app-a", 0, "--resources-path", dir)
+	call := func(status string) (*http.Response, []byte) {
+		req := newRequest(t, http.MethodGet, a.invokeURL("app-c", "boom"), nil)
+		if status != "" {
+			req.Header.Set("X-Echo-Status", status)
+		}
+		return do(t, req)
+	}
+	for range 3 {
+		call("500")
+	}
+	if resp, body := call("500"); decodeError(t, resp, body).reason() != "CIRCUIT_OPEN" {
+		t.Fatalf("breaker did not open: %s", body)
+	}
+	applied := a.metric(t, "skein_config_reloads_total", `result="applied"`)
+	// A reload that changes another policy keeps the open breaker's state.
+	write(strings.Replace(resiliencyRes, "fast: 300ms", "fast: 400ms", 1))
+	waitFor(t, 3*time.Second, "the reload", func() bool {
+		return a.metric(t, "skein_config_reloads_total", `result="applied"`) > applied
+	})
+	if resp, body := call(""); decodeError(t, resp, body).reason() != "CIRCUIT_OPEN" {
+		t.Errorf("breaker state lost in the reload: %d %s", resp.StatusCode, body)
+	}
+	// An invalid file is rejected; the last good config keeps applying.
+	rejected := a.metric(t, "skein_config_reloads_total", `result="rejected"`)
+	write(strings.Replace(resiliencyRes, "maxRetries: 3", "maxRetries: lots", 1))
+	waitFor(t, 3*time.Second, "the rejection", func() bool {
+		return a.metric(t, "skein_config_reloads_total", `result="rejected"`) > rejected
+	})
+	if !strings.Contains(a.out.String(), "maxRetries") {
+		t.Error("the rejection log does not name the field")
+	}
+	if resp, body := call(""); decodeError(t, resp, body).reason() != "CIRCUIT_OPEN" {
+		t.Errorf("after a rejected reload: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestRetryBudget covers resiliency point 3: with a target failing every
+// call under load and a retry policy of 3 retries, total attempts stay
+// within the budget (requests + 20% + 10/s) and refusals are counted.
+func TestRetryBudget(t *testing.T) {
+	m := newMesh(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "res.yaml"), []byte(resiliencyRes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bPort, _ := m.app("b")
+	m.sidecar("app-b", bPort)
+	a := m.sidecar("app-a", 0, "--resources-path", dir)
+	before := appRequests(t, bPort)
+	start := time.Now()
+	const requests = 200
+	for range requests {
+		req := newRequest(t, http.MethodGet, a.invokeURL("app-b", "fail"), nil)
+		req.Header.Set("X-Echo-Status", "503")
+		if resp, _ := do(t, req); resp.StatusCode != 503 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	attempts := appRequests(t, bPort) - before
+	limit := requests + int(0.2*requests+10*(secs+1)) + 1
+	if attempts > limit {
+		t.Errorf("%d attempts for %d failing requests in %.1fs, want at most %d (budget)", attempts, requests, secs, limit)
+	}
+	if attempts >= 4*requests {
+		t.Errorf("no retry was refused: %d attempts", attempts)
+	}
+	if n := a.metric(t, "skein_resiliency_retry_budget_refused_total"); n < 1 {
+		t.Errorf("budget refusals counted %v", n)
+	}
+	t.Logf("%d requests, %d attempts in %.1fs", requests, attempts, secs)
+}
