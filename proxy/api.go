@@ -178,7 +178,14 @@ func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{target: s.self, method: m, fromPeer: true}
-	s.local.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	ctx := context.WithValue(r.Context(), callKey{}, c)
+	// The caller's deadline (grpc-timeout): stop waiting on the app when it passes.
+	if d, ok := parseTimeout(r.Header.Get(headerGRPCTimeout)); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	s.local.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // rewriteRemote addresses a call to the target's logical name; the picker

@@ -51,8 +51,10 @@ func (p *peerTransports) scheme() string {
 	return "https"
 }
 
-// RoundTrip sends r on the pool of the app named by r.Host.
+// RoundTrip sends r on the pool of the app named by r.Host, with its
+// remaining time budget (the try's deadline) in grpc-timeout.
 func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
+	propagateDeadline(r) // r is this sidecar's own copy (ReverseProxy's outbound request)
 	if p.src == nil {
 		return p.plain.RoundTrip(r)
 	}

@@ -1,9 +1,11 @@
 package test
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +239,35 @@ func TestRetryBudget(t *testing.T) {
 		t.Errorf("budget refusals counted %v", n)
 	}
 	t.Logf("%d requests, %d attempts in %.1fs", requests, attempts, secs)
+}
+
+// TestDeadlinePropagates covers resiliency point 5: an incoming
+// grpc-timeout travels to the callee's sidecar, which stops waiting on its
+// app when it passes (TIMEOUT), and the app's request is cancelled.
+func TestDeadlinePropagates(t *testing.T) {
+	m := newMesh(t)
+	bPort, _ := m.app("b")
+	m.sidecar("app-b", bPort)
+	a := m.sidecar("app-a", 0)
+	req := newRequest(t, http.MethodGet, a.invokeURL("app-b", "slow?ms=5000"), nil)
+	req.Header.Set("Grpc-Timeout", "300m")
+	start := time.Now()
+	resp, body := do(t, req)
+	took := time.Since(start)
+	e := decodeError(t, resp, body)
+	if resp.StatusCode != 500 || e.reason() != "TIMEOUT" {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the call took %s: the callee waited on its app past the 300 ms deadline", took)
+	}
+	waitFor(t, 2*time.Second, "the app's request to be cancelled", func() bool {
+		r, err := http.Get("http://127.0.0.1:" + strconv.Itoa(bPort) + "/inflight")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		v, _ := io.ReadAll(r.Body)
+		return string(v) == "0"
+	})
 }
