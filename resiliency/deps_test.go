@@ -24,8 +24,8 @@ func TestImports(t *testing.T) {
 		{"log/slog", false, "whoever handles an error logs it"},
 	}
 	for _, d := range strings.Fields(string(out)) {
-		if d == self {
-			continue
+		if d == self || d == "github.com/skeinmesh/skein/internal/yamlfield" {
+			continue // the shared strict YAML decoder is a leaf too
 		}
 		for _, f := range forbidden {
 			if d == f.pkg || f.tree && strings.HasPrefix(d, f.pkg+"/") {

@@ -1,12 +1,12 @@
 package resiliency
 
 import (
-	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/skeinmesh/skein/internal/yamlfield"
 )
 
 // Spec is the spec of a Dapr Resiliency resource (contract §5.1).
@@ -106,7 +106,7 @@ type AppTarget struct {
 func Decode(n *yaml.Node) (*Spec, error) {
 	var d decoder
 	s := &Spec{}
-	d.mapping(n, "spec", func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, "spec", func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "policies":
 			d.policies(v, path, &s.Policies)
@@ -117,7 +117,7 @@ func Decode(n *yaml.Node) (*Spec, error) {
 		}
 		return true
 	})
-	if err := errors.Join(d.errs...); err != nil {
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -137,32 +137,32 @@ func DecodeResource(data []byte) (*Spec, error) {
 	var kind, name, namespace string
 	var scopes []string
 	var spec *yaml.Node
-	d.mapping(&doc, "", func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(&doc, "", func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "kind":
-			d.str(v, path, &kind)
+			d.Str(v, path, &kind)
 		case "metadata":
-			d.mapping(v, path, func(key string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(key string, v *yaml.Node, path string) bool {
 				switch key {
 				case "name":
-					d.str(v, path, &name)
+					d.Str(v, path, &name)
 				case "namespace":
-					d.str(v, path, &namespace)
+					d.Str(v, path, &namespace)
 				}
 				return true // labels, annotations, ...: not ours
 			})
 		case "scopes":
-			n := resolve(v)
-			if isNull(n) {
+			n := yamlfield.Resolve(v)
+			if yamlfield.IsNull(n) {
 				break
 			}
 			if n.Kind != yaml.SequenceNode {
-				d.errorf(n, path, "must be a list")
+				d.Errorf(n, path, "must be a list")
 				break
 			}
 			for i, item := range n.Content {
 				var sc string
-				d.str(item, fmt.Sprintf("%s[%d]", path, i), &sc)
+				d.Str(item, fmt.Sprintf("%s[%d]", path, i), &sc)
 				scopes = append(scopes, sc)
 			}
 		case "spec":
@@ -170,7 +170,7 @@ func DecodeResource(data []byte) (*Spec, error) {
 		}
 		return true
 	})
-	if err := errors.Join(d.errs...); err != nil {
+	if err := d.Err(); err != nil {
 		return nil, fmt.Errorf("resiliency %s: %w", name, err)
 	}
 	if kind != "Resiliency" {
@@ -196,20 +196,16 @@ func (s *Spec) AppliesTo(appID string) bool {
 // decoder walks YAML nodes by hand so that every error names its field path
 // and all of them are reported.
 type decoder struct {
-	errs []error
-}
-
-func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
-	d.errs = append(d.errs, fmt.Errorf("%s: %s (line %d)", path, fmt.Sprintf(format, args...), n.Line))
+	yamlfield.Decoder
 }
 
 func (d *decoder) policies(n *yaml.Node, path string, p *Policies) {
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "timeouts":
-			d.mapping(v, path, func(name string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(name string, v *yaml.Node, path string) bool {
 				var s string
-				d.str(v, path, &s)
+				d.Str(v, path, &s)
 				if p.Timeouts == nil {
 					p.Timeouts = map[string]string{}
 				}
@@ -217,7 +213,7 @@ func (d *decoder) policies(n *yaml.Node, path string, p *Policies) {
 				return true
 			})
 		case "retries":
-			d.mapping(v, path, func(name string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(name string, v *yaml.Node, path string) bool {
 				if p.Retries == nil {
 					p.Retries = map[string]RetrySpec{}
 				}
@@ -225,7 +221,7 @@ func (d *decoder) policies(n *yaml.Node, path string, p *Policies) {
 				return true
 			})
 		case "circuitBreakers":
-			d.mapping(v, path, func(name string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(name string, v *yaml.Node, path string) bool {
 				if p.CircuitBreakers == nil {
 					p.CircuitBreakers = map[string]CircuitBreakerSpec{}
 				}
@@ -241,26 +237,26 @@ func (d *decoder) policies(n *yaml.Node, path string, p *Policies) {
 
 func (d *decoder) retry(n *yaml.Node, path string) RetrySpec {
 	var r RetrySpec
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "policy":
-			d.str(v, path, &r.Policy)
+			d.Str(v, path, &r.Policy)
 		case "duration":
-			d.str(v, path, &r.Duration)
+			d.Str(v, path, &r.Duration)
 		case "maxInterval":
-			d.str(v, path, &r.MaxInterval)
+			d.Str(v, path, &r.MaxInterval)
 		case "maxRetries":
 			var i int
-			if d.integer(v, path, &i) {
+			if d.Int(v, path, &i) {
 				r.MaxRetries = &i
 			}
 		case "matching":
-			d.mapping(v, path, func(key string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(key string, v *yaml.Node, path string) bool {
 				switch key {
 				case "httpStatusCodes":
-					d.str(v, path, &r.Matching.HTTPStatusCodes)
+					d.Str(v, path, &r.Matching.HTTPStatusCodes)
 				case "gRPCStatusCodes":
-					d.str(v, path, &r.Matching.GRPCStatusCodes)
+					d.Str(v, path, &r.Matching.GRPCStatusCodes)
 				default:
 					return false
 				}
@@ -276,16 +272,16 @@ func (d *decoder) retry(n *yaml.Node, path string) RetrySpec {
 
 func (d *decoder) breaker(n *yaml.Node, path string) CircuitBreakerSpec {
 	var b CircuitBreakerSpec
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "maxRequests":
-			d.integer(v, path, &b.MaxRequests)
+			d.Int(v, path, &b.MaxRequests)
 		case "interval":
-			d.str(v, path, &b.Interval)
+			d.Str(v, path, &b.Interval)
 		case "timeout":
-			d.str(v, path, &b.Timeout)
+			d.Str(v, path, &b.Timeout)
 		case "trip":
-			d.str(v, path, &b.Trip)
+			d.Str(v, path, &b.Trip)
 		default:
 			return false
 		}
@@ -295,10 +291,10 @@ func (d *decoder) breaker(n *yaml.Node, path string) CircuitBreakerSpec {
 }
 
 func (d *decoder) targets(n *yaml.Node, path string, t *Targets) {
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "apps":
-			d.mapping(v, path, func(name string, v *yaml.Node, path string) bool {
+			d.Mapping(v, path, func(name string, v *yaml.Node, path string) bool {
 				if t.Apps == nil {
 					t.Apps = map[string]AppTarget{}
 				}
@@ -306,9 +302,9 @@ func (d *decoder) targets(n *yaml.Node, path string, t *Targets) {
 				return true
 			})
 		case "actors":
-			t.Actors = resolve(v)
+			t.Actors = yamlfield.Resolve(v)
 		case "components":
-			t.Components = resolve(v)
+			t.Components = yamlfield.Resolve(v)
 		default:
 			return false
 		}
@@ -318,106 +314,20 @@ func (d *decoder) targets(n *yaml.Node, path string, t *Targets) {
 
 func (d *decoder) app(n *yaml.Node, path string) AppTarget {
 	var a AppTarget
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "timeout":
-			d.str(v, path, &a.Timeout)
+			d.Str(v, path, &a.Timeout)
 		case "retry":
-			d.str(v, path, &a.Retry)
+			d.Str(v, path, &a.Retry)
 		case "circuitBreaker":
-			d.str(v, path, &a.CircuitBreaker)
+			d.Str(v, path, &a.CircuitBreaker)
 		case "circuitBreakerCacheSize":
-			d.integer(v, path, &a.CircuitBreakerCacheSize)
+			d.Int(v, path, &a.CircuitBreakerCacheSize)
 		default:
 			return false
 		}
 		return true
 	})
 	return a
-}
-
-// mapping calls set for each key of mapping n; set reports whether it knows
-// the key.
-func (d *decoder) mapping(n *yaml.Node, path string, set func(key string, v *yaml.Node, path string) bool) {
-	n = resolve(n)
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping")
-		return
-	}
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, path, "field names must be strings")
-			continue
-		}
-		fp := path + "." + k.Value
-		switch {
-		case k.ShortTag() == "!!merge":
-			d.errorf(k, fp, "merge keys are not supported")
-		case seen[k.Value]:
-			d.errorf(k, fp, "duplicate field")
-		case !set(k.Value, v, fp):
-			d.errorf(k, fp, "unknown field")
-		}
-		seen[k.Value] = true
-	}
-}
-
-func (d *decoder) str(n *yaml.Node, path string, dst *string) {
-	n = resolve(n)
-	if isNull(n) {
-		*dst = ""
-		return
-	}
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, path, "must be a string")
-		return
-	}
-	*dst = n.Value
-}
-
-// integer decodes an integer (a quoted one too, as Kubernetes tooling
-// writes them); it reports whether n held one.
-func (d *decoder) integer(n *yaml.Node, path string, dst *int) bool {
-	n = resolve(n)
-	if isNull(n) {
-		return false
-	}
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, path, "must be an integer")
-		return false
-	}
-	i, err := strconv.Atoi(n.Value)
-	if err != nil {
-		d.errorf(n, path, "%q: must be an integer", n.Value)
-		return false
-	}
-	*dst = i
-	return true
-}
-
-// resolve follows documents and aliases to the node they stand for.
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && i < 100; i++ { // bounded: alias cycles are not ours to loop on
-		switch n.Kind {
-		case yaml.DocumentNode:
-			if len(n.Content) == 0 {
-				return nil
-			}
-			n = n.Content[0]
-		case yaml.AliasNode:
-			n = n.Alias
-		default:
-			return n
-		}
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/skeinmesh/skein/internal/yamlfield"
 )
 
 // Values of the action and mode fields, and the defaults of contract §4.2.
@@ -87,16 +89,16 @@ type Operation struct {
 func Decode(n *yaml.Node) (*Config, error) {
 	var d decoder
 	c := &Config{}
-	d.mapping(n, "accessControl", func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, "accessControl", func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "defaultAction":
-			d.str(v, path, &c.DefaultAction)
+			d.Str(v, path, &c.DefaultAction)
 		case "trustDomain":
-			d.str(v, path, &c.TrustDomain)
+			d.Str(v, path, &c.TrustDomain)
 		case "mode":
-			d.str(v, path, &c.Mode)
+			d.Str(v, path, &c.Mode)
 		case "policies":
-			d.list(v, path, func(i int, v *yaml.Node, path string) {
+			d.List(v, path, func(i int, v *yaml.Node, path string) {
 				c.Policies = append(c.Policies, d.policy(v, path))
 			})
 		default:
@@ -104,7 +106,7 @@ func Decode(n *yaml.Node) (*Config, error) {
 		}
 		return true
 	})
-	if err := errors.Join(d.errs...); err != nil {
+	if err := d.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -118,7 +120,7 @@ func DecodeConfiguration(data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	spec := field(resolve(&doc), "spec")
+	spec := field(yamlfield.Resolve(&doc), "spec")
 	ac := field(spec, "accessControl")
 	if ac == nil {
 		return nil, nil
@@ -128,13 +130,13 @@ func DecodeConfiguration(data []byte) (*Config, error) {
 
 // field returns the value of key in mapping n, or nil.
 func field(n *yaml.Node, key string) *yaml.Node {
-	n = resolve(n)
+	n = yamlfield.Resolve(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return resolve(n.Content[i+1])
+			return yamlfield.Resolve(n.Content[i+1])
 		}
 	}
 	return nil
@@ -143,29 +145,25 @@ func field(n *yaml.Node, key string) *yaml.Node {
 // decoder walks YAML nodes by hand rather than with yaml's struct decoding,
 // so that every error names its field path and all of them are reported.
 type decoder struct {
-	errs []error
-}
-
-func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
-	d.errs = append(d.errs, fmt.Errorf("%s: %s (line %d)", path, fmt.Sprintf(format, args...), n.Line))
+	yamlfield.Decoder
 }
 
 func (d *decoder) policy(n *yaml.Node, path string) Policy {
 	var p Policy
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "appId":
-			d.str(v, path, &p.AppID)
+			d.Str(v, path, &p.AppID)
 		case "defaultAction":
-			d.str(v, path, &p.DefaultAction)
+			d.Str(v, path, &p.DefaultAction)
 		case "trustDomain":
-			d.str(v, path, &p.TrustDomain)
+			d.Str(v, path, &p.TrustDomain)
 		case "namespace":
-			d.str(v, path, &p.Namespace)
+			d.Str(v, path, &p.Namespace)
 		case "mode":
-			d.str(v, path, &p.Mode)
+			d.Str(v, path, &p.Mode)
 		case "operations":
-			d.list(v, path, func(i int, v *yaml.Node, path string) {
+			d.List(v, path, func(i int, v *yaml.Node, path string) {
 				p.Operations = append(p.Operations, d.operation(v, path))
 			})
 		default:
@@ -178,16 +176,16 @@ func (d *decoder) policy(n *yaml.Node, path string) Policy {
 
 func (d *decoder) operation(n *yaml.Node, path string) Operation {
 	var o Operation
-	d.mapping(n, path, func(key string, v *yaml.Node, path string) bool {
+	d.Mapping(n, path, func(key string, v *yaml.Node, path string) bool {
 		switch key {
 		case "name":
-			d.str(v, path, &o.Name)
+			d.Str(v, path, &o.Name)
 		case "action":
-			d.str(v, path, &o.Action)
+			d.Str(v, path, &o.Action)
 		case "httpVerb":
-			d.list(v, path, func(i int, v *yaml.Node, path string) {
+			d.List(v, path, func(i int, v *yaml.Node, path string) {
 				var s string
-				d.str(v, path, &s)
+				d.Str(v, path, &s)
 				o.HTTPVerb = append(o.HTTPVerb, s)
 			})
 		default:
@@ -196,87 +194,6 @@ func (d *decoder) operation(n *yaml.Node, path string) Operation {
 		return true
 	})
 	return o
-}
-
-// mapping calls set for each key of mapping n; set reports whether it knows
-// the key.
-func (d *decoder) mapping(n *yaml.Node, path string, set func(key string, v *yaml.Node, path string) bool) {
-	n = resolve(n)
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "must be a mapping")
-		return
-	}
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, path, "field names must be strings")
-			continue
-		}
-		fp := path + "." + k.Value
-		switch {
-		case k.ShortTag() == "!!merge":
-			d.errorf(k, fp, "merge keys are not supported")
-		case seen[k.Value]:
-			d.errorf(k, fp, "duplicate field")
-		case !set(k.Value, v, fp):
-			d.errorf(k, fp, "unknown field")
-		}
-		seen[k.Value] = true
-	}
-}
-
-// list calls each for every item of sequence n.
-func (d *decoder) list(n *yaml.Node, path string, each func(i int, v *yaml.Node, path string)) {
-	n = resolve(n)
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, path, "must be a list")
-		return
-	}
-	for i, v := range n.Content {
-		each(i, v, fmt.Sprintf("%s[%d]", path, i))
-	}
-}
-
-func (d *decoder) str(n *yaml.Node, path string, dst *string) {
-	n = resolve(n)
-	if isNull(n) {
-		*dst = ""
-		return
-	}
-	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, path, "must be a string")
-		return
-	}
-	*dst = n.Value
-}
-
-// resolve follows documents and aliases to the node they stand for.
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && i < 100; i++ { // bounded: alias cycles are not ours to loop on
-		switch n.Kind {
-		case yaml.DocumentNode:
-			if len(n.Content) == 0 {
-				return nil
-			}
-			n = n.Content[0]
-		case yaml.AliasNode:
-			n = n.Alias
-		default:
-			return n
-		}
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // Validate returns every problem in c (errors.Join), each naming its field

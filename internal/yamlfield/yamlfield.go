@@ -1,0 +1,143 @@
+// Package yamlfield decodes YAML nodes by hand, strictly, so that every
+// error names its field path and line and all of them are reported at once:
+// what Skein's resource decoders (access policies, resiliency) need and
+// yaml's struct decoding does not give.
+//
+//	var d yamlfield.Decoder
+//	d.Mapping(n, "accessControl", func(key string, v *yaml.Node, path string) bool {
+//		switch key {
+//		case "defaultAction":
+//			d.Str(v, path, &c.DefaultAction)
+//		default:
+//			return false // "accessControl.x: unknown field (line 3)"
+//		}
+//		return true
+//	})
+//	return d.Err()
+package yamlfield
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Decoder collects decoding errors. Its zero value is ready to use; it is
+// not safe for concurrent use.
+type Decoder struct {
+	errs []error
+}
+
+// Errorf records a problem at path (and n's line).
+func (d *Decoder) Errorf(n *yaml.Node, path, format string, args ...any) {
+	d.errs = append(d.errs, fmt.Errorf("%s: %s (line %d)", path, fmt.Sprintf(format, args...), n.Line))
+}
+
+// Err returns every recorded problem joined, or nil.
+func (d *Decoder) Err() error { return errors.Join(d.errs...) }
+
+// Mapping calls set for each key of mapping n; set reports whether it knows
+// the key. Unknown and duplicate keys, merge keys and non-string keys are
+// errors; a null n is an empty mapping.
+func (d *Decoder) Mapping(n *yaml.Node, path string, set func(key string, v *yaml.Node, path string) bool) {
+	n = Resolve(n)
+	if IsNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.Errorf(n, path, "must be a mapping")
+		return
+	}
+	seen := make(map[string]bool, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.Errorf(k, path, "field names must be strings")
+			continue
+		}
+		fp := path + "." + k.Value
+		switch {
+		case k.ShortTag() == "!!merge":
+			d.Errorf(k, fp, "merge keys are not supported")
+		case seen[k.Value]:
+			d.Errorf(k, fp, "duplicate field")
+		case !set(k.Value, v, fp):
+			d.Errorf(k, fp, "unknown field")
+		}
+		seen[k.Value] = true
+	}
+}
+
+// List calls each for every item of sequence n; a null n is an empty list.
+func (d *Decoder) List(n *yaml.Node, path string, each func(i int, v *yaml.Node, path string)) {
+	n = Resolve(n)
+	if IsNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.Errorf(n, path, "must be a list")
+		return
+	}
+	for i, v := range n.Content {
+		each(i, v, fmt.Sprintf("%s[%d]", path, i))
+	}
+}
+
+// Str decodes a scalar into dst; null gives "".
+func (d *Decoder) Str(n *yaml.Node, path string, dst *string) {
+	n = Resolve(n)
+	if IsNull(n) {
+		*dst = ""
+		return
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.Errorf(n, path, "must be a string")
+		return
+	}
+	*dst = n.Value
+}
+
+// Int decodes an integer (a quoted one too, as Kubernetes tooling writes
+// them); it reports whether n held one.
+func (d *Decoder) Int(n *yaml.Node, path string, dst *int) bool {
+	n = Resolve(n)
+	if IsNull(n) {
+		return false
+	}
+	if n.Kind != yaml.ScalarNode {
+		d.Errorf(n, path, "must be an integer")
+		return false
+	}
+	i, err := strconv.Atoi(n.Value)
+	if err != nil {
+		d.Errorf(n, path, "%q: must be an integer", n.Value)
+		return false
+	}
+	*dst = i
+	return true
+}
+
+// Resolve follows documents and aliases to the node they stand for.
+func Resolve(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && i < 100; i++ { // bounded: alias cycles are not ours to loop on
+		switch n.Kind {
+		case yaml.DocumentNode:
+			if len(n.Content) == 0 {
+				return nil
+			}
+			n = n.Content[0]
+		case yaml.AliasNode:
+			n = n.Alias
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// IsNull reports whether n is absent or YAML null.
+func IsNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
