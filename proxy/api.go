@@ -33,6 +33,9 @@ type call struct {
 	// fromPeer is set on the callee side, where the identity headers come
 	// from the caller's sidecar.
 	fromPeer bool
+	// snap is the configuration the call was started under: every layer
+	// and every try of one call use the same view, even across a reload.
+	snap *Snapshot
 }
 
 type callKey struct{}
@@ -75,7 +78,7 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.checkBody(w, r, inv.Target.AppID) {
 		return
 	}
-	c := &call{target: inv.Target, method: inv.Method, name: inv.Name}
+	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
 	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
@@ -173,11 +176,12 @@ func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Access control, per request, so a reloaded policy reaches open connections.
-	if err := s.authorize(r, m, s.snap.Load()); err != nil {
+	snap := s.snap.Load()
+	if err := s.authorize(r, m, snap); err != nil {
 		writeInvokeError(w, s.self.AppID, err)
 		return
 	}
-	c := &call{target: s.self, method: m, fromPeer: true}
+	c := &call{target: s.self, method: m, fromPeer: true, snap: snap}
 	ctx := context.WithValue(r.Context(), callKey{}, c)
 	// The caller's deadline (grpc-timeout): stop waiting on the app when it passes.
 	if d, ok := parseTimeout(r.Header.Get(headerGRPCTimeout)); ok {

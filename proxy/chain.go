@@ -54,7 +54,7 @@ func (s *Sidecar) buildChains() {
 }
 
 // policyOf is the resiliency policy of a call: the target as the caller
-// wrote it, looked up in the current snapshot (contract §5.6).
+// wrote it, looked up in the snapshot the call started under (contract §5.6).
 func (s *Sidecar) policyOf(r *http.Request) resiliency.Policy {
 	c := callFrom(r.Context())
 	if c == nil {
@@ -64,7 +64,7 @@ func (s *Sidecar) policyOf(r *http.Request) resiliency.Policy {
 	if name == "" {
 		name = c.target.AppID
 	}
-	return s.snap.Load().Resiliency.ForApp(name)
+	return c.snap.Resiliency.ForApp(name)
 }
 
 // methodOf keys circuit breakers by the normalised method.

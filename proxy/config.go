@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/internal/yamlfield"
 	"github.com/skeinmesh/skein/resiliency"
 )
 
@@ -202,7 +203,7 @@ func AccessConfig(cfg Config) (*access.Config, error) {
 	if c == nil {
 		return nil, nil
 	}
-	n := section(&c.Spec, "accessControl")
+	n := yamlfield.Field(&c.Spec, "accessControl")
 	if n == nil {
 		return nil, nil
 	}
@@ -214,17 +215,4 @@ func AccessConfig(cfg Config) (*access.Config, error) {
 		return nil, fmt.Errorf("%s: spec.%w", c.File, err)
 	}
 	return acl, nil
-}
-
-// section returns the value of key in a YAML mapping node, nil if absent.
-func section(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
 }

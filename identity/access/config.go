@@ -120,26 +120,12 @@ func DecodeConfiguration(data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	spec := field(yamlfield.Resolve(&doc), "spec")
-	ac := field(spec, "accessControl")
+	spec := yamlfield.Field(&doc, "spec")
+	ac := yamlfield.Field(spec, "accessControl")
 	if ac == nil {
 		return nil, nil
 	}
 	return Decode(ac)
-}
-
-// field returns the value of key in mapping n, or nil.
-func field(n *yaml.Node, key string) *yaml.Node {
-	n = yamlfield.Resolve(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return yamlfield.Resolve(n.Content[i+1])
-		}
-	}
-	return nil
 }
 
 // decoder walks YAML nodes by hand rather than with yaml's struct decoding,

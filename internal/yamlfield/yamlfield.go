@@ -119,6 +119,21 @@ func (d *Decoder) Int(n *yaml.Node, path string, dst *int) bool {
 	return true
 }
 
+// Field returns the value of key in mapping n (documents and aliases
+// followed), or nil when n is not a mapping or has no such key.
+func Field(n *yaml.Node, key string) *yaml.Node {
+	n = Resolve(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return Resolve(n.Content[i+1])
+		}
+	}
+	return nil
+}
+
 // Resolve follows documents and aliases to the node they stand for.
 func Resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && i < 100; i++ { // bounded: alias cycles are not ours to loop on
