@@ -8,6 +8,8 @@
 #   test/peers/install.sh spire      # one peer
 #
 # SPIRE v1.13.3 (spire-server, spire-agent): ~4 min download, ~7 min compile on a cold cache.
+# Jaeger v1.76.0 (cmd/jaeger, v2 all-in-one): ~2 min download, ~4 min compile on a cold cache.
+# Prometheus + promtool: Debian's package (apt-get, ~15 s), when not already installed.
 set -euo pipefail
 PEERS=${SKEIN_PEERS:-$HOME/.cache/skein/peers}
 BIN="$PEERS/bin"
@@ -42,13 +44,31 @@ go_tool() {
 	echo "$want" >"$stamp"
 }
 
+jaeger() {
+	go_tool jaeger v1.76.0 github.com/jaegertracing/jaeger/cmd/jaeger
+}
+
+prometheus() {
+	if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+		say "prometheus already installed: $(command -v prometheus)"
+		return 0
+	fi
+	say "apt-get install prometheus"
+	local sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 spire() {
 	go_tool spire v1.13.3 github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
 }
 
 case "${1:-all}" in
 spire) spire ;;
-all) spire ;;
-*) echo "usage: $0 [all|spire]" >&2; exit 2 ;;
+jaeger) jaeger ;;
+prometheus) prometheus ;;
+all) prometheus; spire; jaeger ;;
+*) echo "usage: $0 [all|spire|jaeger|prometheus]" >&2; exit 2 ;;
 esac
 say "peers ready in $BIN"
