@@ -20,9 +20,15 @@ type Endpoint struct {
 	failedUntil atomic.Int64 // unix nanos; connect failures back it off
 	warm        atomic.Bool  // answered once: later answers are latency samples
 
-	mu    sync.Mutex
-	ewma  float64 // peak-EWMA of latency, nanoseconds
-	stamp int64   // unix nanos of the last ewma update
+	// Outlier detection (outlier.go).
+	fails        atomic.Int32 // consecutive failures
+	ejectedUntil atomic.Int64 // unix nanos
+
+	mu        sync.Mutex
+	ewma      float64 // peak-EWMA of latency, nanoseconds
+	stamp     int64   // unix nanos of the last ewma update
+	ejections int     // ejections in a row, for the doubling
+	ejectEnd  int64   // unix nanos the last ejection ended (or ends)
 }
 
 func newEndpoint(in Instance) *Endpoint {
@@ -128,12 +134,12 @@ func (r *RoundRobin) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoi
 	return cands[r.next.Add(1)%uint64(len(cands))]
 }
 
-// candidates returns eps minus tried, preferring endpoints not backed off;
-// when every untried endpoint is backed off they are all candidates (the
-// least bad still beats failing the call). It does not allocate when
-// nothing is excluded.
+// candidates returns eps minus tried, preferring endpoints neither backed
+// off nor ejected; when every untried endpoint is, the candidate is the
+// least bad one, whose back-off or ejection ends first (it still beats
+// failing the call). It does not allocate when nothing is excluded.
 func candidates(eps []*Endpoint, tried []*Endpoint, now int64) []*Endpoint {
-	exclude := func(e *Endpoint) bool { return slices.Contains(tried, e) || e.backedOff(now) }
+	exclude := func(e *Endpoint) bool { return slices.Contains(tried, e) || e.backedOff(now) || e.ejected(now) }
 	n := 0
 	for _, e := range eps {
 		if !exclude(e) {
@@ -152,10 +158,14 @@ func candidates(eps []*Endpoint, tried []*Endpoint, now int64) []*Endpoint {
 	if len(out) > 0 {
 		return out
 	}
+	var best *Endpoint
 	for _, e := range eps {
-		if !slices.Contains(tried, e) {
-			out = append(out, e)
+		if !slices.Contains(tried, e) && (best == nil || e.healthyAt() < best.healthyAt()) {
+			best = e
 		}
+	}
+	if best != nil {
+		out = append(out, best)
 	}
 	return out
 }

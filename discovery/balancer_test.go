@@ -62,16 +62,17 @@ func TestCandidates(t *testing.T) {
 	if got := candidates(es, es[:1], now); len(got) != 1 || got[0].Addr != "c" {
 		t.Errorf("a tried, b backed off: %v", addrs(got))
 	}
-	es[2].markFailed(now, time.Second)
-	// Every untried endpoint backed off: the least bad still beats failing.
-	if got := candidates(es, es[:1], now); len(got) != 2 {
+	es[2].markFailed(now, 2*time.Second)
+	// Every untried endpoint backed off: the least bad (b, back first)
+	// still beats failing.
+	if got := candidates(es, es[:1], now); len(got) != 1 || got[0].Addr != "b" {
 		t.Errorf("all backed off: %v", addrs(got))
 	}
 	if got := candidates(es, es, now); len(got) != 0 {
 		t.Errorf("all tried: %v", addrs(got))
 	}
 	// Back-off ends.
-	if got := candidates(es, nil, now+int64(2*time.Second)); len(got) != 3 {
+	if got := candidates(es, nil, now+int64(3*time.Second)); len(got) != 3 {
 		t.Errorf("after back-off: %v", addrs(got))
 	}
 }

@@ -44,10 +44,14 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !ok {
 		return nil, fmt.Errorf("pick: logical host %q is not <app-id>.<namespace>", r.Host)
 	}
-	eps, err := p.res.Endpoints(r.Context(), appID, ns)
+	st, eps, err := p.res.resolve(appID, ns)
 	if err != nil {
 		closeBody(r)
 		return nil, err
+	}
+	bal := p.bal
+	if tp := st.policy.Load(); tp != nil && tp.Balancer != nil {
+		bal = tp.Balancer
 	}
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody {
@@ -58,7 +62,7 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 	var lastErr error
 	for range maxConnectTries {
 		now := p.now()
-		ep := p.bal.Pick(eps, tried, now.UnixNano())
+		ep := bal.Pick(eps, tried, now.UnixNano())
 		if ep == nil {
 			break
 		}
@@ -82,12 +86,16 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 			} else {
 				ep.warm.Store(true)
 			}
+			p.res.report(st, ep, end.UnixNano(), resp.StatusCode >= 500)
 			return resp, nil
 		}
 		lastErr = err
 		if r.Context().Err() != nil {
+			// The caller gave up (or its deadline passed): no verdict on
+			// the instance.
 			break
 		}
+		p.res.report(st, ep, end.UnixNano(), true)
 		if neverSent(err) && (body == nil || !body.read.Load()) {
 			// Nothing reached this instance: safe to try another, whatever the verb.
 			ep.markFailed(end.UnixNano(), connectBackoff)

@@ -33,8 +33,10 @@ type Source interface {
 // values persist across refreshes so their load statistics do too. It is
 // safe for concurrent use.
 type Resolver struct {
-	src Source
-	log *slog.Logger
+	src     Source
+	log     *slog.Logger
+	outlier OutlierDetection // default for every name
+	metrics *ejectionMetrics // nil: not counted
 
 	mu    sync.Mutex
 	names map[string]*nameState // "<app-id>.<namespace>" → state
@@ -42,36 +44,93 @@ type Resolver struct {
 
 type nameState struct {
 	appID, namespace string
-	eps              atomic.Pointer[[]*Endpoint] // immutable slice, swapped on change
+	eps              atomic.Pointer[[]*Endpoint]  // immutable slice, swapped on change
+	policy           atomic.Pointer[TargetPolicy] // nil: the resolver's defaults
+}
+
+// TargetPolicy overrides, for one app id, how calls to it choose an
+// instance (from xDS: a Cluster's lb_policy and outlier_detection). Nil
+// fields keep the defaults.
+type TargetPolicy struct {
+	Balancer Balancer
+	Outlier  *OutlierDetection
+}
+
+// ResolverOption configures a Resolver.
+type ResolverOption func(*Resolver)
+
+// WithOutlierDetection sets the default outlier detection (default
+// DefaultOutlierDetection; Consecutive 0 turns it off).
+func WithOutlierDetection(od OutlierDetection) ResolverOption {
+	return func(r *Resolver) { r.outlier = od }
 }
 
 // NewResolver returns a resolver over src.
-func NewResolver(src Source, log *slog.Logger) *Resolver {
-	return &Resolver{src: src, log: log.With("component", "discovery"), names: map[string]*nameState{}}
+func NewResolver(src Source, log *slog.Logger, opts ...ResolverOption) *Resolver {
+	r := &Resolver{src: src, log: log.With("component", "discovery"), outlier: DefaultOutlierDetection, names: map[string]*nameState{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// SetPolicy sets (or with nil clears) the policy of calls to appID in
+// namespace. It applies to calls that start after it returns.
+func (r *Resolver) SetPolicy(appID, namespace string, p *TargetPolicy) {
+	r.state(appID, namespace).policy.Store(p)
+}
+
+func (r *Resolver) state(appID, namespace string) *nameState {
+	key := appID + "." + namespace
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.names[key]
+	if st == nil {
+		st = &nameState{appID: appID, namespace: namespace}
+		r.names[key] = st
+	}
+	return st
+}
+
+// outlierOf is the outlier detection of calls to st's name.
+func (r *Resolver) outlierOf(st *nameState) *OutlierDetection {
+	if p := st.policy.Load(); p != nil && p.Outlier != nil {
+		return p.Outlier
+	}
+	return &r.outlier
+}
+
+// report records the outcome of a try on ep, one of st's endpoints, and
+// ejects ep when outlier detection says so.
+func (r *Resolver) report(st *nameState, ep *Endpoint, now int64, failed bool) {
+	d := ep.outcome(now, failed, r.outlierOf(st))
+	if d == 0 {
+		return
+	}
+	r.log.Warn("instance ejected", "app_id", st.appID, "namespace", st.namespace, "instance", ep.Addr, "for", d)
+	r.metrics.inc(st.appID)
 }
 
 // Endpoints returns the live endpoints of appID in namespace. The slice is
 // shared and must not be modified. An unknown or empty name is read from the
 // source synchronously, so a just-registered instance is found at once.
 func (r *Resolver) Endpoints(ctx context.Context, appID, namespace string) ([]*Endpoint, error) {
-	key := appID + "." + namespace
-	r.mu.Lock()
-	st := r.names[key]
-	if st == nil {
-		st = &nameState{appID: appID, namespace: namespace}
-		r.names[key] = st
-	}
-	r.mu.Unlock()
+	_, eps, err := r.resolve(appID, namespace)
+	return eps, err
+}
+
+func (r *Resolver) resolve(appID, namespace string) (*nameState, []*Endpoint, error) {
+	st := r.state(appID, namespace)
 	if p := st.eps.Load(); p != nil && len(*p) > 0 {
-		return *p, nil
+		return st, *p, nil
 	}
 	if err := r.refresh(st); err != nil {
-		return nil, err
+		return st, nil, err
 	}
 	if eps := *st.eps.Load(); len(eps) > 0 {
-		return eps, nil
+		return st, eps, nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNotFound, appID)
+	return st, nil, fmt.Errorf("%w: %s", ErrNotFound, appID)
 }
 
 // Known returns a copy of every name's endpoints, for the metadata endpoint.

@@ -35,11 +35,15 @@ func (s *Sidecar) buildChains() {
 	)
 	// Sidecar → remote sidecar, one per call; the picker retries only what
 	// never left the process.
+	retry := resiliency.Retry(s.policyOf,
+		resiliency.WithBudgets(s.budgets),
+		resiliency.WithMetrics(s.resMetrics),
+		resiliency.WithMaxReplayBody(s.opts.MaxReplayBody))
 	s.remote.Transport = wrap(s.peers,
-		resiliency.Retry(s.policyOf, resiliency.WithBudgets(s.budgets), resiliency.WithMetrics(s.resMetrics)), // outside the breaker: every try is counted; budgeted
-		resiliency.Breaker(s.breakers, s.policyOf, methodOf),                                                  // fails fast with ErrCircuitOpen, no network
-		resiliency.Timeout(s.policyOf, s.resMetrics),                                                          // per-attempt deadline
-		discovery.Pick(s.resolver, s.balancer),                                                                // endpoint chosen per try; copies the request addressed to it
+		retry, // outside the breaker: every try is counted; budgeted; bodies kept up to --max-replay-body-size
+		resiliency.Breaker(s.breakers, s.policyOf, methodOf), // fails fast with ErrCircuitOpen, no network
+		resiliency.Timeout(s.policyOf, s.resMetrics),         // per-attempt deadline
+		discovery.Pick(s.resolver, s.balancer),               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
 	)
 	// Remote sidecar → this sidecar → app.
 	s.peerHandler = chain(http.HandlerFunc(s.servePeer),

@@ -50,10 +50,17 @@ type Options struct {
 	MetricsListenAddr  string
 	EnableMetrics      bool
 	MaxBodySize        int64 // 0: unlimited
-	MaxHeaderBytes     int
-	GracePeriod        time.Duration
-	Balancer           discovery.Balancer
-	Host               Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
+	// MaxReplayBody is the largest fixed-length request body kept to be
+	// sent again on a retry (0: resiliency.DefaultMaxReplayBody; negative:
+	// none).
+	MaxReplayBody int64
+	// OutlierDetection ejects failing instances of a target; the zero
+	// value means discovery.DefaultOutlierDetection.
+	OutlierDetection discovery.OutlierDetection
+	MaxHeaderBytes   int
+	GracePeriod      time.Duration
+	Balancer         discovery.Balancer
+	Host             Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
 	// Identity turns on mTLS between sidecars: this sidecar's SVID and the
 	// trust bundle. Nil means cleartext h2c (--enable-mtls=false).
 	Identity identity.Source
@@ -139,6 +146,15 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	if opts.Balancer == nil {
 		opts.Balancer = discovery.P2C{}
 	}
+	if opts.OutlierDetection == (discovery.OutlierDetection{}) {
+		opts.OutlierDetection = discovery.DefaultOutlierDetection
+	}
+	switch {
+	case opts.MaxReplayBody == 0:
+		opts.MaxReplayBody = resiliency.DefaultMaxReplayBody
+	case opts.MaxReplayBody < 0:
+		opts.MaxReplayBody = 0
+	}
 	if err := ValidateAppID(opts.AppID); err != nil {
 		return nil, err
 	}
@@ -148,7 +164,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		log:          log,
 		reg:          reg,
 		registry:     registry,
-		resolver:     discovery.NewResolver(source, log),
+		resolver:     discovery.NewResolver(source, log, discovery.WithOutlierDetection(opts.OutlierDetection), discovery.WithMetrics(reg, opts.AppID)),
 		balancer:     opts.Balancer,
 		caller:       Caller{AppID: opts.AppID, Namespace: opts.Namespace},
 		self:         Target{AppID: opts.AppID, Namespace: opts.Namespace},

@@ -39,6 +39,9 @@ type sidecarFlags struct {
 	cores                                 int
 	spiffeSocket                          string
 	peerTransport                         string
+	maxReplayBody                         string
+	outlierConsecutive                    int
+	outlierBase, outlierMax               time.Duration
 }
 
 type stringList []string
@@ -81,6 +84,10 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
 	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")
 	fs.StringVar(&f.balancer, "load-balancer", "p2c", "p2c (peak-EWMA power of two choices) or round-robin")
+	fs.StringVar(&f.maxReplayBody, "max-replay-body-size", "1Mi", "largest fixed-length request body kept to replay on a retry; larger and chunked bodies are sent once")
+	fs.IntVar(&f.outlierConsecutive, "outlier-consecutive-failures", discovery.DefaultOutlierDetection.Consecutive, "5xx answers or connection failures in a row that eject an instance (0: no ejection)")
+	fs.DurationVar(&f.outlierBase, "outlier-base-ejection", discovery.DefaultOutlierDetection.BaseEjection, "how long a first ejection lasts; each further one doubles it")
+	fs.DurationVar(&f.outlierMax, "outlier-max-ejection", discovery.DefaultOutlierDetection.MaxEjection, "the longest ejection")
 	fs.IntVar(&f.cores, "cores", 1, "CPU cores the sidecar uses (0: all; the GOMAXPROCS variable overrides)")
 	return fs
 }
@@ -123,6 +130,17 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 			errs = append(errs, fmt.Errorf("--max-body-size: %w", err))
 		}
 		maxBody = v
+	}
+	replay, err := parseQuantity(f.maxReplayBody)
+	if err != nil || replay < 0 {
+		errs = append(errs, fmt.Errorf("--max-replay-body-size: invalid size %q", f.maxReplayBody))
+	}
+	if replay == 0 {
+		replay = -1 // proxy.Options: negative keeps no body
+	}
+	outlier := discovery.OutlierDetection{Consecutive: f.outlierConsecutive, BaseEjection: f.outlierBase, MaxEjection: f.outlierMax}
+	if err := outlier.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--outlier-*: %w", err))
 	}
 	rbs, err := parseQuantity(f.readBufferSize)
 	if err != nil || rbs <= 0 {
@@ -181,6 +199,8 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		MaxHeaderBytes:     int(rbs),
 		GracePeriod:        time.Duration(f.graceSeconds) * time.Second,
 		Balancer:           bal,
+		MaxReplayBody:      replay,
+		OutlierDetection:   outlier,
 	}, nil
 }
 

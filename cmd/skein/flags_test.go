@@ -30,6 +30,9 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"bad listen address", []string{"--app-id", "a", "--dapr-listen-addresses", "example.com"}, "not an IP address"},
 		{"bad mode", []string{"--app-id", "a", "--mode", "kubernetes"}, "--mode"},
 		{"bad balancer", []string{"--app-id", "a", "--load-balancer", "random"}, "--load-balancer"},
+		{"bad replay bound", []string{"--app-id", "a", "--max-replay-body-size", "big"}, "--max-replay-body-size"},
+		{"negative outlier run", []string{"--app-id", "a", "--outlier-consecutive-failures", "-1"}, "--outlier-*"},
+		{"outlier max below base", []string{"--app-id", "a", "--outlier-base-ejection", "1m", "--outlier-max-ejection", "1s"}, "--outlier-*"},
 		{"stray argument", []string{"--app-id", "a", "extra"}, `unexpected argument "extra"`},
 		{"missing config file", []string{"--app-id", "a", "--config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 	}
