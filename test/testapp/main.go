@@ -15,6 +15,12 @@
 //	/env               JSON of the APP_* and DAPR_* variables skein run sets
 //	/inflight          how many /slow calls are in progress
 //	/requests          how many requests (other than these) the app has served
+//	/count?key=K       how many requests carrying the header X-Count-Key: K the app
+//	                   has received (any path; a request is counted when it arrives)
+//	/flaky?fail=N&status=S&sleep=D
+//	                   the first N requests of its X-Count-Key wait D (if given; the
+//	                   caller going away ends the wait) and answer S (default 500);
+//	                   later ones answer 200 at once; the body is the echo JSON
 //
 // Flags: --port (default $APP_PORT), --name (reported as X-Instance on every
 // response), --exit-after D --exit-code C (exit on its own after D),
@@ -22,6 +28,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -70,6 +77,29 @@ func (g *gates) get(name string) chan struct{} {
 	}
 	return c
 }
+
+// counters counts requests per X-Count-Key.
+type counters struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// inc counts one request for key and returns its ordinal (1 for the first).
+func (c *counters) inc(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key]++
+	return c.m[key]
+}
+
+func (c *counters) get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[key]
+}
+
+// ordinalKey is the context key of a counted request's ordinal.
+type ordinalKey struct{}
 
 func main() {
 	port := flag.String("port", os.Getenv("APP_PORT"), "port")
@@ -184,13 +214,46 @@ func main() {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(e)
 	})
-	var served atomic.Int64 // requests other than /requests
+	var served atomic.Int64 // requests other than /requests and /count
 	mux.HandleFunc("/requests", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, served.Load())
 	})
+	counts := &counters{m: map[string]int{}}
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, counts.get(r.URL.Query().Get("key")))
+	})
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		fail, _ := strconv.Atoi(q.Get("fail"))
+		n, _ := r.Context().Value(ordinalKey{}).(int)
+		status := http.StatusOK
+		if n <= fail {
+			status = http.StatusInternalServerError
+			if s, err := strconv.Atoi(q.Get("status")); err == nil {
+				status = s
+			}
+			if d, err := time.ParseDuration(q.Get("sleep")); err == nil {
+				select {
+				case <-time.After(d):
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		h := sha256.New()
+		size, _ := io.Copy(h, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(echo{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			Host: r.Host, Proto: r.Proto, Header: r.Header, BodyLen: size,
+			BodyHash: hex.EncodeToString(h.Sum(nil)), Instance: *name})
+	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/requests" {
+		if r.URL.Path != "/requests" && r.URL.Path != "/count" {
 			served.Add(1)
+		}
+		if k := r.Header.Get("X-Count-Key"); k != "" {
+			r = r.WithContext(context.WithValue(r.Context(), ordinalKey{}, counts.inc(k)))
 		}
 		w.Header().Set("X-Instance", *name)
 		mux.ServeHTTP(w, r)
