@@ -38,6 +38,18 @@ type Instance struct {
 	MetricsPort int       `json:"metricsPort,omitempty"`
 	AppPort     int       `json:"appPort,omitempty"`
 	Started     time.Time `json:"started"`
+	// Weight and Locality come from xDS EDS (load_balancing_weight, the
+	// locality's region/zone/sub_zone); 0 and empty elsewhere. Weight 0
+	// means 1. Balancers do not use them yet.
+	Weight   uint32   `json:"weight,omitempty"`
+	Locality Locality `json:"locality,omitzero"`
+}
+
+// Locality is where an instance runs (xDS core.v3.Locality).
+type Locality struct {
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	SubZone string `json:"subZone,omitempty"`
 }
 
 // ID is the instance's stable name within its app id.
@@ -153,10 +165,22 @@ func alive(in Instance) bool {
 type Lease struct {
 	file string
 	now  func() time.Time
+	// renew and release, when set, replace the file operations: the lease
+	// of a remote registry (NewLease).
+	renew, release func() error
+}
+
+// NewLease returns a lease of a registry other than the embedded one (a
+// control plane): Renew calls renew, Release calls release.
+func NewLease(renew, release func() error) *Lease {
+	return &Lease{renew: renew, release: release}
 }
 
 // Renew refreshes the record's lease.
 func (l *Lease) Renew() error {
+	if l.renew != nil {
+		return l.renew()
+	}
 	t := l.now()
 	return os.Chtimes(l.file, t, t)
 }
@@ -164,6 +188,9 @@ func (l *Lease) Renew() error {
 // Release removes the record: the instance leaves every caller's rotation
 // at their next read.
 func (l *Lease) Release() error {
+	if l.release != nil {
+		return l.release()
+	}
 	err := os.Remove(l.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

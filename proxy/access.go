@@ -52,7 +52,7 @@ func (s *Sidecar) authorize(r *http.Request, method string, snap *Snapshot) erro
 		caller = access.Caller{TrustDomain: p.ID.TrustDomain().String(), Namespace: p.Namespace, AppID: p.AppID}
 		req.Caller, req.CallerID, callerApp = &caller, p.ID.String(), p.AppID
 	}
-	d := snap.Access.Decide(req)
+	d := xdsAccess(snap, req, snap.Access.Decide(req)) // files' accessControl, then xDS RBAC
 	decision := "allow"
 	switch {
 	case d.Denied && d.Allowed:

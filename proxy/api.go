@@ -79,6 +79,8 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
+	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
+	noteCall(r.Context(), c)
 	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
@@ -182,6 +184,8 @@ func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{target: s.self, method: m, fromPeer: true, snap: snap}
+	telemetry.NameServed(r.Context(), s.self.AppID, m)
+	noteCall(r.Context(), c)
 	ctx := context.WithValue(r.Context(), callKey{}, c)
 	// The caller's deadline (grpc-timeout): stop waiting on the app when it passes.
 	if d, ok := parseTimeout(r.Header.Get(headerGRPCTimeout)); ok {
@@ -212,6 +216,10 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 	stampIdentity(h, s.caller, c.target)
 	copyForwarded(h, pr.In.Header)
 	s.fwd.stamp(h)
+	delete(h, headerTiming)
+	if s.access != nil {
+		h[headerTiming] = askTiming
+	}
 	setTrace(h, pr.In.Context())
 }
 
@@ -230,6 +238,7 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	setPath(out.URL, c.method, pr.In.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h)
+	delete(h, headerTiming)
 	copyForwarded(h, pr.In.Header)
 	switch peer, ok := identity.PeerFrom(pr.In.Context()); {
 	case ok:
@@ -264,21 +273,18 @@ func copyForwarded(dst, src http.Header) {
 	}
 }
 
+// setTrace makes the next hop a child of this hop's span: traceparent and
+// tracestate are replaced; baggage passes through unchanged (contract §6.5).
 func setTrace(h http.Header, ctx context.Context) {
-	if sc, ok := telemetry.SpanFrom(ctx); ok {
-		h["Traceparent"] = []string{sc.Traceparent()}
-	}
+	telemetry.Inject(ctx, h)
 }
 
-// addTraceparent gives the client the trace context when the app's response
-// carries none (contract §1.7).
-func addTraceparent(resp *http.Response) error {
-	if _, ok := resp.Header["Traceparent"]; !ok {
-		if tp, ok := resp.Request.Header["Traceparent"]; ok {
-			resp.Header["Traceparent"] = tp
-		}
-	}
-	return nil
+// codeMalformedRequest is Dapr's code for a request it cannot parse.
+const codeMalformedRequest = "ERR_MALFORMED_REQUEST"
+
+// badBaggage answers a request whose baggage header is not W3C baggage.
+func badBaggage(w http.ResponseWriter, _ *http.Request, err error) {
+	writeError(w, http.StatusBadRequest, codeMalformedRequest, err.Error(), ReasonInvalidBaggage, nil)
 }
 
 // proxyError answers a failed forward. A client that went away gets nothing.
@@ -336,6 +342,7 @@ type metadata struct {
 	Ports           Ports               `json:"ports"`
 	Instances       map[string][]string `json:"instances"`
 	Config          configStatus        `json:"config"`
+	XDS             *XDSStatus          `json:"xds,omitempty"`
 }
 
 type appConnection struct {
@@ -372,6 +379,7 @@ func (s *Sidecar) serveMetadata(w http.ResponseWriter) {
 		Ports:     s.Ports(),
 		Instances: s.resolver.Known(),
 		Config:    configStatus{Version: snap.Version, Configuration: snap.ConfigName, Resources: snap.Kinds},
+		XDS:       s.xds.status.Load(),
 	}
 	b, err := json.Marshal(md)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/resiliency"
-	"github.com/skeinmesh/skein/telemetry"
 )
 
 // chain applies server layers so that the first one listed sees the request
@@ -31,7 +30,9 @@ func wrap(rt http.RoundTripper, layers ...func(http.RoundTripper) http.RoundTrip
 func (s *Sidecar) buildChains() {
 	// App → sidecar: the invoke API and the control endpoints.
 	s.apiHandler = chain(http.HandlerFunc(s.serveAPI),
-		telemetry.TraceContext(), // first: every hop, rejected calls too, gets its span
+		s.tracing.Caller(badBaggage), // first: every API request, rejected ones too, gets its CLIENT span; bad baggage is a 400
+		s.accessLayer(false),         // --access-log: one JSON line per outbound call
+		s.serverMetrics,              // dapr_http_server_*: every API request, inside its span (exemplars)
 	)
 	// Sidecar → remote sidecar, one per call; the picker retries only what
 	// never left the process.
@@ -40,20 +41,27 @@ func (s *Sidecar) buildChains() {
 		resiliency.WithMetrics(s.resMetrics),
 		resiliency.WithMaxReplayBody(s.opts.MaxReplayBody))
 	s.remote.Transport = wrap(s.peers,
-		retry, // outside the breaker: every try is counted; budgeted; bodies kept up to --max-replay-body-size
+		s.callMetrics, // skein_invocation_*: one per call, the outcome after retries
+		s.xdsCalls,    // xDS max_requests cap and route timeout: whole-call limits, so outside retry
+		retry,         // outside the breaker: every try is counted; budgeted; bodies kept up to --max-replay-body-size
 		resiliency.Breaker(s.breakers, s.policyOf, methodOf), // fails fast with ErrCircuitOpen, no network
 		resiliency.Timeout(s.policyOf, s.resMetrics),         // per-attempt deadline
-		discovery.Pick(s.resolver, s.balancer),               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
+		s.attemptMetrics,                       // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
+		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
+		s.tryTiming,                            // --access-log: connect, TLS and upstream time of each try
 	)
 	// Remote sidecar → this sidecar → app.
 	s.peerHandler = chain(http.HandlerFunc(s.servePeer),
-		telemetry.TraceContext(),         // the callee hop gets its own span id
+		s.tracing.Callee(badBaggage),     // outermost: refused calls are traced too; SERVER span, child of the caller's
 		identity.RequirePeer(refusePeer), // caller identity from the verified SVID; 401 without one
+		s.accessLayer(true),              // --access-log: one JSON line per inbound call, with its caller
 	)
 	// Sidecar → local app, for calls from peers and self-invocation.
 	s.local.Transport = wrap(s.appTransport,
 		appChannelErrors, // outermost: every failure below is an app-channel failure
 		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
+		s.appTiming,  // --access-log: queue and app times, reported to a caller that asks
+		s.appMetrics, // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
 	)
 }
 
@@ -68,7 +76,11 @@ func (s *Sidecar) policyOf(r *http.Request) resiliency.Policy {
 	if name == "" {
 		name = c.target.AppID
 	}
-	return c.snap.Resiliency.ForApp(name)
+	p := c.snap.Resiliency.ForApp(name)
+	if x := c.snap.xds; x != nil {
+		p = x.policy(c, p) // per app, xDS routes win (proxy/xds.go)
+	}
+	return p
 }
 
 // methodOf keys circuit breakers by the normalised method.

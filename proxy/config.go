@@ -16,6 +16,7 @@ import (
 	"github.com/skeinmesh/skein/identity/access"
 	"github.com/skeinmesh/skein/internal/yamlfield"
 	"github.com/skeinmesh/skein/resiliency"
+	"github.com/skeinmesh/skein/telemetry"
 )
 
 // Config is everything the sidecar reads from files (and, later, xDS): the
@@ -29,6 +30,11 @@ type Config struct {
 	Configuration *Resource
 	// Resources are the other resources, in file order.
 	Resources []Resource
+	// XDS is the configuration pushed by an xDS control plane; nil keeps
+	// the one last applied (Sidecar.Apply) or means none (compile).
+	XDS *XDSConfig
+	// xdsOnly marks a push from xDS: the files last applied stay.
+	xdsOnly bool
 }
 
 // Resource is the envelope shared by every Dapr resource. Spec stays a YAML
@@ -147,6 +153,16 @@ type Snapshot struct {
 	// Resiliency holds the merged Resiliency resources scoped to this app;
 	// nil means no user policy.
 	Resiliency *resiliency.Compiled
+	// xds is the compiled XDSConfig; nil without a control plane.
+	xds *xdsSnapshot
+	// Tracing is spec.tracing, nil without one; the sidecar applies its
+	// sampling rate on every swap (telemetry.Tracing.Update).
+	Tracing *telemetry.TracingSpec
+	// Metrics is spec.metrics; never nil (defaults without one).
+	Metrics *MetricsSpec
+	// meters record under Metrics; set by the sidecar that stores the
+	// snapshot (they outlive snapshots, so compile cannot build them).
+	meters *meters
 }
 
 // compile validates cfg and builds its snapshot. Each concern added later
@@ -171,6 +187,15 @@ func compile(cfg Config, appID string) (*Snapshot, error) {
 		return nil, err
 	}
 	s.Access = m
+	if s.Metrics, err = MetricsConfig(cfg); err != nil {
+		return nil, err
+	}
+	if s.Tracing, err = TracingConfig(cfg); err != nil {
+		return nil, err
+	}
+	if s.xds, err = compileXDS(cfg.XDS); err != nil {
+		return nil, err
+	}
 	var specs []*resiliency.Spec
 	for _, r := range cfg.Resources {
 		s.Kinds[r.Kind]++
@@ -194,6 +219,24 @@ func compile(cfg Config, appID string) (*Snapshot, error) {
 		s.Resiliency = c
 	}
 	return s, nil
+}
+
+// TracingConfig decodes and validates the Configuration's spec.tracing;
+// nil when there is none.
+func TracingConfig(cfg Config) (*telemetry.TracingSpec, error) {
+	c := cfg.Configuration
+	if c == nil {
+		return nil, nil
+	}
+	n := yamlfield.Field(&c.Spec, "tracing")
+	if n == nil {
+		return nil, nil
+	}
+	t, err := telemetry.DecodeTracing(n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.%w", c.File, err)
+	}
+	return t, nil
 }
 
 // AccessConfig decodes and validates the Configuration's

@@ -28,6 +28,7 @@ const (
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 	ReasonAccessDenied    = "ACCESS_DENIED"
 	ReasonCircuitOpen     = "CIRCUIT_OPEN"
+	ReasonInvalidBaggage  = "INVALID_BAGGAGE"
 )
 
 // Dapr error codes (contract §1.10).
@@ -74,6 +75,8 @@ func classify(err error) (status int, reason string) {
 	switch {
 	case errors.As(err, &denied):
 		return http.StatusForbidden, ReasonAccessDenied
+	case errors.Is(err, errOverflow):
+		return http.StatusServiceUnavailable, ReasonCircuitOpen
 	case errors.Is(err, resiliency.ErrCircuitOpen), errors.Is(err, resiliency.ErrTooManyRequests):
 		return http.StatusInternalServerError, ReasonCircuitOpen
 	case errors.Is(err, ErrNoAppID):

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -84,12 +85,28 @@ func (p *peerTransports) transportFor(name string) (peerPool, error) {
 	t.ForceAttemptHTTP2 = true
 	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// With a custom TLS dialer net/http reports neither step to an
+		// httptrace.ClientTrace (the access log's timings): report both.
+		trace := httptrace.ContextClientTrace(ctx)
+		if trace != nil && trace.ConnectStart != nil {
+			trace.ConnectStart(network, addr)
+		}
 		c, err := dialer.DialContext(ctx, network, addr)
+		if trace != nil && trace.ConnectDone != nil {
+			trace.ConnectDone(network, addr, err)
+		}
 		if err != nil {
 			return nil, err
 		}
 		tc := tls.Client(c, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		if trace != nil && trace.TLSHandshakeStart != nil {
+			trace.TLSHandshakeStart()
+		}
+		err = tc.HandshakeContext(ctx)
+		if trace != nil && trace.TLSHandshakeDone != nil {
+			trace.TLSHandshakeDone(tc.ConnectionState(), err)
+		}
+		if err != nil {
 			_ = c.Close()
 			reason := identity.Classify(err)
 			p.metrics.HandshakeFailed("client", reason)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/resiliency"
+	"github.com/skeinmesh/skein/telemetry"
 )
 
 // Version is the runtime version reported on /v1.0/metadata.
@@ -50,6 +52,8 @@ type Options struct {
 	MetricsListenAddr  string
 	EnableMetrics      bool
 	MaxBodySize        int64 // 0: unlimited
+	// AccessLog, when set, receives one JSON line per call (--access-log).
+	AccessLog io.Writer
 	// MaxReplayBody is the largest fixed-length request body kept to be
 	// sent again on a retry (0: resiliency.DefaultMaxReplayBody; negative:
 	// none).
@@ -76,6 +80,11 @@ type Options struct {
 	// Every sidecar with mTLS serves both, HTTP/3 on UDP with the port
 	// number of the TCP peer port.
 	PeerTransport string
+	// Tracing is the tracer provider and its layers (spec.tracing, OTEL_*),
+	// built by the caller from the Configuration; the sidecar flushes and
+	// shuts it down when Run ends. Nil: the defaults (sampling rate 0.0001,
+	// no export), so trace context still flows.
+	Tracing *telemetry.Tracing
 }
 
 // Registrar announces this sidecar to other sidecars.
@@ -112,8 +121,10 @@ type Sidecar struct {
 	apiSrv, peerSrv, mSrv *http.Server
 
 	ready         atomic.Bool
+	xds           xdsState // xDS config, counters and status that outlive snapshots
 	accessMetrics *accessMetrics
 	reloadMetrics *reloadMetrics
+	metrics       *sidecarMetrics // Dapr's HTTP and invocation metrics, Skein's per-edge ones
 
 	// Resiliency state that outlives snapshots: breakers keep their state
 	// across reloads, budgets their tokens.
@@ -121,6 +132,8 @@ type Sidecar struct {
 	breakers   *resiliency.Registry
 	budgets    *resiliency.Budgets
 	peerConn   *prometheus.CounterVec // by transport: h2, h2c, h3
+	access     *accessLog             // nil: no access log
+	tracing    *telemetry.Tracing
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -178,21 +191,31 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		}, []string{"transport"}),
 	}
 	reg.MustRegister(s.peerConn)
+	if opts.AccessLog != nil {
+		s.access = newAccessLog(opts.AccessLog)
+	}
 	s.accessMetrics = newAccessMetrics(reg)
 	s.reloadMetrics = newReloadMetrics(reg)
+	s.metrics = newSidecarMetrics(reg, opts.AppID)
 	rm, err := resiliency.NewMetrics(reg, opts.AppID)
 	if err != nil {
 		return nil, err
 	}
 	s.resMetrics, s.breakers, s.budgets = rm, resiliency.NewRegistry(rm), resiliency.NewBudgets(resiliency.DefaultBudget, rm)
+	if s.tracing = opts.Tracing; s.tracing == nil {
+		if s.tracing, err = telemetry.NewTracing(context.Background(), telemetry.TracingOptions{AppID: opts.AppID, Registry: reg, Log: log}); err != nil {
+			return nil, err
+		}
+	}
 	bufs := &bufferPool{}
-	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
-	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, ModifyResponse: addTraceparent, BufferPool: bufs}
+	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, BufferPool: bufs}
+	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, BufferPool: bufs}
 	s.buildChains()
 	empty, err := compile(Config{Version: "none"}, opts.AppID)
 	if err != nil {
 		return nil, err
 	}
+	empty.meters = s.metrics.bind(empty.Metrics)
 	s.snap.Store(empty)
 	return s, nil
 }
@@ -200,11 +223,17 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 // Apply compiles cfg and swaps it in; on error the current snapshot keeps
 // serving and the error says why.
 func (s *Sidecar) Apply(cfg Config) error {
+	s.xds.mu.Lock()
+	defer s.xds.mu.Unlock()
+	cfg = s.xds.merge(cfg) // files and xDS each keep the other's last config
 	snap, err := compile(cfg, s.opts.AppID)
 	if err != nil {
 		return fmt.Errorf("config %s: %w", cfg.Version, err)
 	}
+	snap.meters = s.metrics.bind(snap.Metrics)
+	s.bindXDS(snap, cfg)
 	s.snap.Store(snap)
+	s.tracing.Update(snap.Tracing) // the sampling rate follows; exporter changes need a restart
 	s.reloadMetrics.applied.SetToCurrentTime()
 	s.log.Info("config applied", "version", snap.Version, "configuration", snap.ConfigName)
 	return nil
@@ -339,7 +368,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	serve(s.peerSrv, peerLn)
 	if s.metricsLn != nil {
 		s.mSrv = &http.Server{
-			Handler:           promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}),
+			// On every path, as daprd; OpenMetrics when asked, so exemplars show.
+			Handler:           promhttp.HandlerFor(s.metrics.gatherer(s.reg), promhttp.HandlerOpts{EnableOpenMetrics: true}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		serve(s.mSrv, s.metricsLn)
@@ -358,6 +388,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	wg.Go(func() { s.resolver.Run(rctx) })
 	if !s.opts.ConfigFiles.empty() {
 		wg.Go(func() { s.watchConfig(rctx, s.opts.ConfigFiles) })
+	}
+	if cp := s.xds.cp; cp != nil {
+		wg.Go(func() { cp.Run(rctx) }) // pushes keep coming while calls drain
 	}
 	if r, ok := s.opts.Identity.(interface{ Run(context.Context) }); ok {
 		wg.Go(func() { r.Run(rctx) }) // SVID renewal lives as long as the sidecar
@@ -404,6 +437,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	wg.Wait()
 	s.peers.closeIdle()
 	s.appTransport.CloseIdleConnections()
+	// Every span has ended: flush what is queued (bounded; the rest is counted as dropped).
+	if err := s.tracing.Close(); err != nil {
+		s.log.Warn("trace flush incomplete", "err", err)
+	}
 	s.log.Info("sidecar stopped")
 	return runErr
 }

@@ -33,7 +33,11 @@ func (p *RetryPolicy) NewBackoff(rnd func() float64, now func() time.Time) *Back
 	if now == nil {
 		now = time.Now
 	}
-	return &Backoff{p: p, cur: ExponentialInitial, start: now(), now: now, rnd: rnd}
+	cur := ExponentialInitial
+	if p.Initial > 0 {
+		cur = p.Initial
+	}
+	return &Backoff{p: p, cur: cur, start: now(), now: now, rnd: rnd}
 }
 
 // Next returns the delay before the next retry, and false when an
@@ -61,7 +65,7 @@ func (b *Backoff) Next() (time.Duration, bool) {
 // (contract §5.4). Only errors are: statuses below 200 or above 399. With a
 // matching list, only listed errors are.
 func (p *RetryPolicy) RetryHTTP(code int) bool {
-	if code >= 200 && code <= 399 {
+	if code >= 200 && code <= 399 || p.TransportOnly {
 		return false
 	}
 	if p.HTTPCodes.Set() {
@@ -73,7 +77,7 @@ func (p *RetryPolicy) RetryHTTP(code int) bool {
 // RetryGRPC reports whether an attempt that ended with gRPC status code
 // is retried: every non-OK code, or only listed ones with a matching list.
 func (p *RetryPolicy) RetryGRPC(code int) bool {
-	if code == 0 {
+	if code == 0 || p.TransportOnly {
 		return false
 	}
 	if p.GRPCCodes.Set() {

@@ -96,6 +96,7 @@ type Budgets struct {
 	metrics *Metrics
 	mu      sync.Mutex
 	m       map[string]*Budget
+	sized   map[string]*BudgetConfig // targets whose budget ForConfig sized
 }
 
 // NewBudgets returns per-target budgets sized by cfg, counting refusals in
@@ -105,15 +106,36 @@ func NewBudgets(cfg BudgetConfig, m *Metrics) *Budgets {
 }
 
 // For returns target's budget. A nil *Budgets returns nil: no budget.
-func (bs *Budgets) For(target string) *Budget {
+func (bs *Budgets) For(target string) *Budget { return bs.ForConfig(target, nil) }
+
+// ForConfig returns target's budget sized by cfg (nil: the Budgets' own
+// configuration). The budget and its tokens persist while the size stays
+// the same; a changed size starts a new, full budget. cfg's Now is
+// ignored. A nil *Budgets returns nil: no budget.
+func (bs *Budgets) ForConfig(target string, cfg *BudgetConfig) *Budget {
 	if bs == nil {
 		return nil
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
 	b, ok := bs.m[target]
+	if ok && !sameSize(bs.sized[target], cfg) {
+		ok = false
+	}
 	if !ok {
-		b = NewBudget(bs.cfg)
+		c := bs.cfg
+		if cfg != nil {
+			c.Ratio, c.PerSecond, c.Burst = cfg.Ratio, cfg.PerSecond, cfg.Burst
+		}
+		if bs.sized == nil {
+			bs.sized = map[string]*BudgetConfig{}
+		}
+		if cfg != nil {
+			bs.sized[target] = cfg
+		} else {
+			delete(bs.sized, target)
+		}
+		b = NewBudget(c)
 		if bs.metrics != nil {
 			m := bs.metrics
 			b.onRefused = func() { m.budgetRefused(target) }
@@ -121,4 +143,12 @@ func (bs *Budgets) For(target string) *Budget {
 		bs.m[target] = b
 	}
 	return b
+}
+
+// sameSize reports whether two budget sizes (nil: the default) are equal.
+func sameSize(a, b *BudgetConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Ratio == b.Ratio && a.PerSecond == b.PerSecond && a.Burst == b.Burst
 }

@@ -87,11 +87,18 @@ type Policy struct {
 	TimeoutName, RetryName, BreakerName string
 	// Resource and Namespace name the Resiliency resource, for metrics.
 	Resource, Namespace string
+	// Budget sizes the target's retry budget (an xDS cluster's
+	// retry_budget); nil means the Budgets' own configuration.
+	Budget *BudgetConfig
 }
 
 // RetryPolicy is a compiled retry policy (contract §5.4).
 type RetryPolicy struct {
 	Exponential bool
+	// Initial is the first exponential interval; 0 means
+	// ExponentialInitial (Resiliency resources cannot set it; xDS
+	// retry_back_off.base_interval does).
+	Initial time.Duration
 	// Duration is the constant back-off.
 	Duration time.Duration
 	// MaxInterval caps the exponential back-off.
@@ -101,6 +108,9 @@ type RetryPolicy struct {
 	// HTTPCodes and GRPCCodes are the matching lists; unset lists retry
 	// every error status of their family.
 	HTTPCodes, GRPCCodes Codes
+	// TransportOnly retries transport errors only, never a status (an xDS
+	// retry_on of connect-failure or reset alone).
+	TransportOnly bool
 }
 
 // BreakerPolicy is a compiled circuit breaker policy (contract §5.5).

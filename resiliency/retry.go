@@ -56,7 +56,7 @@ func Retry(policyOf func(*http.Request) Policy, opts ...RetryOption) func(http.R
 	return func(next http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 			p := policyOf(req)
-			budget := cfg.budgets.For(p.Target)
+			budget := cfg.budgets.ForConfig(p.Target, p.Budget)
 			if budget != nil {
 				budget.Record()
 			}

@@ -2,109 +2,386 @@ package telemetry
 
 import (
 	"context"
-	"encoding/hex"
-	"math/rand/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// SpanContext is a W3C trace context (https://www.w3.org/TR/trace-context/).
-type SpanContext struct {
-	TraceID [16]byte
-	SpanID  [8]byte
-	Flags   byte
+// TracerName is the instrumentation scope of Skein's spans, Dapr's name so
+// queries written for Dapr find them.
+const TracerName = "dapr-diagnostics"
+
+// maxTracestate is the longest tracestate Skein emits (contract §6.5).
+const maxTracestate = 512
+
+// traceContext is the W3C traceparent/tracestate propagator. Baggage is
+// validated but passed through byte for byte, so it has no propagator here.
+var traceContext propagation.TraceContext
+
+// TracingOptions configure NewTracing.
+type TracingOptions struct {
+	// AppID is the service.name of every span (OTEL_SERVICE_NAME and
+	// OTEL_RESOURCE_ATTRIBUTES override it).
+	AppID string
+	// Spec is spec.tracing; nil means none (DefaultSamplingRate, no export).
+	Spec *TracingSpec
+	// Getenv reads the OTEL_* environment; nil means os.Getenv.
+	Getenv func(string) string
+	// Registry gets skein_trace_* metrics; required.
+	Registry prometheus.Registerer
+	// Log gets configuration warnings and export failures; nil discards.
+	Log *slog.Logger
+	// SpanProcessor, when set, sees every span too (tests use the SDK's
+	// tracetest.SpanRecorder).
+	SpanProcessor sdktrace.SpanProcessor
 }
 
-// Traceparent formats the context as a traceparent header value.
-func (sc SpanContext) Traceparent() string {
-	var b [55]byte
-	b[0], b[1], b[2] = '0', '0', '-'
-	hex.Encode(b[3:35], sc.TraceID[:])
-	b[35] = '-'
-	hex.Encode(b[36:52], sc.SpanID[:])
-	b[52] = '-'
-	hex.Encode(b[53:55], []byte{sc.Flags})
-	return string(b[:])
+// Tracing is a sidecar's tracer provider and its HTTP layers. Safe for
+// concurrent use. The sampling rate follows Update (hot reload); the
+// exporter is fixed when NewTracing builds it and a changed exporter
+// configuration is logged as needing a restart.
+type Tracing struct {
+	tp      *sdktrace.TracerProvider
+	tracer  trace.Tracer
+	sampler *rateSampler
+	on      atomic.Bool // rate != 0: the layers trace at all
+	getenv  func(string) string
+	log     *slog.Logger
+
+	mu     sync.Mutex // serialises Update
+	rate   float64
+	export Export // what the running exporter was built with
 }
 
-// ParseTraceparent parses a version-00 traceparent (or a later version's
-// first four fields, as the spec asks). All-zero ids are invalid.
-func ParseTraceparent(s string) (SpanContext, bool) {
-	var sc SpanContext
-	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' || (len(s) > 55 && s[55] != '-') {
-		return sc, false
+// NewTracing builds the tracer provider from spec.tracing and the OTEL_*
+// environment: a parent-based trace-id-ratio sampler, and when an OTLP
+// endpoint is configured a batch span processor with a bounded queue in
+// front of the exporter (see newPipeline for how drops are counted). It
+// never sets the global OTel provider. Call Shutdown to flush.
+func NewTracing(ctx context.Context, o TracingOptions) (*Tracing, error) {
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
 	}
-	var ver [1]byte
-	if _, err := hex.Decode(ver[:], []byte(s[0:2])); err != nil || ver[0] == 0xff || (ver[0] == 0 && len(s) != 55) {
-		return sc, false
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if !decodeLower(sc.TraceID[:], s[3:35]) || !decodeLower(sc.SpanID[:], s[36:52]) {
-		return sc, false
+	set := resolve(o.Spec, o.Getenv)
+	t := &Tracing{sampler: &rateSampler{}, getenv: o.Getenv, log: o.Log, rate: set.rate, export: set.export}
+	t.sampler.set(set.rate)
+	t.on.Store(set.rate != 0)
+	m := newTraceMetrics(o.Registry)
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithSampler(t.sampler),
+		sdktrace.WithResource(newResource(o.AppID, o.Getenv)),
 	}
-	var fl [1]byte
-	if !decodeLower(fl[:], s[53:55]) {
-		return sc, false
-	}
-	sc.Flags = fl[0]
-	if sc.TraceID == ([16]byte{}) || sc.SpanID == ([8]byte{}) {
-		return sc, false
-	}
-	return sc, true
-}
-
-// decodeLower decodes lower-case hex only, as the spec requires.
-func decodeLower(dst []byte, s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
+	if set.export.Protocol != "" {
+		exp, err := newExporter(ctx, set.export)
+		if err != nil {
+			return nil, err
 		}
+		opts = append(opts, sdktrace.WithSpanProcessor(newPipeline(exp, queueSize(o.Getenv), m, o.Log)))
 	}
-	_, err := hex.Decode(dst, []byte(s))
-	return err == nil
+	if o.SpanProcessor != nil {
+		opts = append(opts, sdktrace.WithSpanProcessor(o.SpanProcessor))
+	}
+	t.tp = sdktrace.NewTracerProvider(opts...)
+	t.tracer = t.tp.Tracer(TracerName)
+	for _, w := range set.warnings {
+		o.Log.Warn("tracing: " + w)
+	}
+	o.Log.Info("tracing", "sampling_rate", set.rate, "protocol", set.export.Protocol,
+		"endpoint", set.export.Endpoint, "insecure", set.export.Insecure)
+	return t, nil
 }
 
-func newSpanID() (id [8]byte) {
-	for id == ([8]byte{}) {
-		v := rand.Uint64()
-		for i := range id {
-			id[i] = byte(v >> (8 * i))
+// Update applies a reloaded spec.tracing: the sampling rate (and turning
+// tracing on or off) takes effect for the next request. Exporter settings
+// (endpoint, protocol, isSecure, headers, timeout) do not: the exporter
+// keeps its connection and queue, and a change is logged as needing a
+// restart. Update never fails: DecodeTracing has validated spec.
+func (t *Tracing) Update(spec *TracingSpec) {
+	set := resolve(spec, t.getenv)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if set.rate != t.rate {
+		t.log.Info("tracing sampling rate changed", "from", t.rate, "to", set.rate)
+		t.rate = set.rate
+		t.sampler.set(set.rate)
+		t.on.Store(set.rate != 0)
+	}
+	if !set.export.equal(t.export) {
+		t.log.Warn("tracing exporter settings changed: they apply after a restart; spans keep going to the old endpoint",
+			"endpoint", t.export.Endpoint, "new_endpoint", set.export.Endpoint,
+			"protocol", t.export.Protocol, "new_protocol", set.export.Protocol)
+	}
+}
+
+// Shutdown ends the provider: queued spans are exported (or counted as
+// dropped) until ctx ends.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	return t.tp.Shutdown(ctx)
+}
+
+// ForceFlush exports queued spans now.
+func (t *Tracing) ForceFlush(ctx context.Context) error {
+	return t.tp.ForceFlush(ctx)
+}
+
+// rateSampler is parent-based trace-id-ratio sampling whose rate can change
+// while requests run: one atomic load per span.
+type rateSampler struct {
+	cur atomic.Pointer[sdktrace.Sampler]
+}
+
+func (s *rateSampler) set(rate float64) {
+	ps := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(rate))
+	s.cur.Store(&ps)
+}
+
+func (s *rateSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	return (*s.cur.Load()).ShouldSample(p)
+}
+
+func (s *rateSampler) Description() string { return (*s.cur.Load()).Description() }
+
+// newResource names the service after the app id; OTEL_SERVICE_NAME and
+// then OTEL_RESOURCE_ATTRIBUTES's service.name override it, as the OTel
+// SDKs do.
+func newResource(appID string, getenv func(string) string) *resource.Resource {
+	attrs := []attribute.KeyValue{attribute.String("service.name", appID)}
+	for part := range strings.SplitSeq(getenv("OTEL_RESOURCE_ATTRIBUTES"), ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if k = strings.TrimSpace(k); !ok || k == "" {
+			continue
 		}
+		attrs = append(attrs, attribute.String(k, strings.TrimSpace(v)))
 	}
-	return id
-}
-
-func newTraceID() (id [16]byte) {
-	for id == ([16]byte{}) {
-		a, b := rand.Uint64(), rand.Uint64()
-		for i := range 8 {
-			id[i] = byte(a >> (8 * i))
-			id[8+i] = byte(b >> (8 * i))
-		}
+	if n := getenv("OTEL_SERVICE_NAME"); n != "" {
+		attrs = append(attrs, attribute.String("service.name", n))
 	}
-	return id
+	// NewSchemaless keeps the last value of a repeated key.
+	return resource.NewSchemaless(attrs...)
 }
 
-type spanKey struct{}
-
-// SpanFrom returns the span context TraceContext put in ctx.
-func SpanFrom(ctx context.Context) (SpanContext, bool) {
-	sc, ok := ctx.Value(spanKey{}).(SpanContext)
-	return sc, ok
+// queueSize is the batch processor's queue: OTEL_BSP_MAX_QUEUE_SIZE, as the
+// SDK reads it, else the SDK's 2048.
+func queueSize(getenv func(string) string) int {
+	if n, err := strconv.Atoi(getenv("OTEL_BSP_MAX_QUEUE_SIZE")); err == nil && n > 0 {
+		return n
+	}
+	return sdktrace.DefaultMaxQueueSize
 }
 
-// TraceContext is the server layer that gives each hop its own span: it
-// keeps the trace id and flags of a valid inbound traceparent and draws a
-// new span id, or starts a new sampled trace. Later layers read it with
-// SpanFrom and write it on the outbound request; the inbound request is not
-// modified.
-func TraceContext() func(http.Handler) http.Handler {
+// ErrInvalidBaggage is wrapped by the error a layer hands its reject
+// function when the baggage header is not W3C baggage.
+var ErrInvalidBaggage = errors.New("invalid baggage header")
+
+// Caller is the layer for the app-facing API: each request gets a CLIENT
+// span (Dapr's caller span, contract §6.4), continuing the app's valid
+// traceparent/tracestate or starting a trace. The response gets the span's
+// traceparent (and tracestate) when it carries none, and the request's
+// baggage echoed (contract §1.7). A malformed baggage header is handed to
+// reject (a 400); health paths and a sampling rate of 0 pass untraced.
+func (t *Tracing) Caller(reject func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
+	return t.layer(trace.SpanKindClient, reject)
+}
+
+// Callee is the layer for the peer-facing port: a SERVER span, child of the
+// caller sidecar's span carried in traceparent.
+func (t *Tracing) Callee(reject func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
+	return t.layer(trace.SpanKindServer, reject)
+}
+
+func (t *Tracing) layer(kind trace.SpanKind, reject func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
+	startOpts := []trace.SpanStartOption{trace.WithSpanKind(kind)}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sc, ok := ParseTraceparent(r.Header.Get("Traceparent"))
-			if !ok {
-				sc = SpanContext{TraceID: newTraceID(), Flags: 1}
+			if !t.on.Load() || strings.Contains(r.URL.Path, "/healthz") {
+				next.ServeHTTP(w, r)
+				return
 			}
-			sc.SpanID = newSpanID()
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), spanKey{}, sc)))
+			bag := r.Header["Baggage"]
+			if len(bag) > 0 {
+				if _, err := baggage.Parse(strings.Join(bag, ",")); err != nil {
+					reject(w, r, fmt.Errorf("%w: %w", ErrInvalidBaggage, err))
+					return
+				}
+			}
+			ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			ctx, span := t.tracer.Start(ctx, r.URL.Path, startOpts...)
+			if span.IsRecording() {
+				span.SetAttributes(startAttributes(kind, r)...)
+			}
+			sw := &spanWriter{ResponseWriter: w, span: span}
+			if kind == trace.SpanKindClient {
+				sw.respond, sw.baggage = true, bag
+			}
+			defer sw.end()
+			next.ServeHTTP(sw, r.WithContext(ctx))
 		})
 	}
+}
+
+// startAttributes are Dapr's span attributes known when the request
+// arrives (contract §6.4); computed for sampled spans only.
+func startAttributes(kind trace.SpanKind, r *http.Request) []attribute.KeyValue {
+	if kind == trace.SpanKindServer {
+		return []attribute.KeyValue{
+			attribute.String("rpc.service", "ServiceInvocation"),
+			attribute.String("dapr.protocol", "grpc"), // Dapr's internal hop; Skein's is HTTP/2, gRPC's transport
+			attribute.String("dapr.api", "/dapr.proto.internals.v1.ServiceInvocation/CallLocal"),
+		}
+	}
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
+		attribute.String("dapr.protocol", "http"),
+		attribute.String("dapr.api", r.Method+" "+r.URL.Path),
+		attribute.String("http.request.method", r.Method),
+		attribute.String("url.full", r.RequestURI),
+	)
+	if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		attrs = append(attrs, attribute.String("server.address", host))
+		if p, err := strconv.Atoi(port); err == nil {
+			attrs = append(attrs, attribute.Int("server.port", p))
+		}
+	}
+	for k, v := range r.Header {
+		// Every dapr-* request header, lower-cased, as Dapr; never the token.
+		if len(k) > 5 && strings.EqualFold(k[:5], "dapr-") && !strings.EqualFold(k, "dapr-api-token") {
+			attrs = append(attrs, attribute.String(strings.ToLower(k), strings.Join(v, ",")))
+		}
+	}
+	return attrs
+}
+
+// NameCall names the caller's span once the invocation is parsed:
+// CallLocal/<target>/<method>, with rpc.service and net.peer.name.
+func NameCall(ctx context.Context, target, method string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetName("CallLocal/" + target + "/" + method)
+		span.SetAttributes(
+			attribute.String("rpc.service", "ServiceInvocation"),
+			attribute.String("net.peer.name", target),
+		)
+	}
+}
+
+// NameServed names the callee's span once the method is normalised:
+// CallLocal/<callee-app-id>/<method>, with dapr.invoke_method.
+func NameServed(ctx context.Context, appID, method string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetName("CallLocal/" + appID + "/" + method)
+		span.SetAttributes(attribute.String("dapr.invoke_method", method))
+	}
+}
+
+// Inject writes the span context of ctx as traceparent (and tracestate)
+// on an outbound request's headers, replacing what the inbound request
+// carried: the next hop is a child of this hop's span. An unsampled span
+// still gets its traceparent (flags 00), as Dapr. Without a span in ctx
+// (tracing off, health paths) h is left as it is.
+func Inject(ctx context.Context, h http.Header) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	delete(h, "Traceparent")
+	delete(h, "Tracestate")
+	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
+	if ts := h["Tracestate"]; len(ts) > 0 && len(ts[0]) > maxTracestate {
+		delete(h, "Tracestate")
+	}
+}
+
+// spanWriter records the status for the span and, on the caller hop,
+// completes the response's trace headers before they are sent. Unwrap
+// keeps http.ResponseController (flush, hijack, deadlines) working.
+type spanWriter struct {
+	http.ResponseWriter
+	span    trace.Span
+	respond bool     // add traceparent/tracestate/baggage to the response
+	baggage []string // the request's (valid) baggage
+	status  int
+}
+
+func (w *spanWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+		if w.respond {
+			w.addResponseHeaders()
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *spanWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush is here for callers that assert http.Flusher rather than use
+// http.ResponseController.
+func (w *spanWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *spanWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *spanWriter) addResponseHeaders() {
+	h := w.Header()
+	if _, ok := h["Traceparent"]; !ok {
+		// A tracestate means nothing without its traceparent: both are ours.
+		Inject(trace.ContextWithSpanContext(context.Background(), w.span.SpanContext()), h)
+	}
+	if _, ok := h["Baggage"]; !ok && len(w.baggage) > 0 {
+		h["Baggage"] = w.baggage
+	}
+}
+
+// end closes the span with the response status: HTTP >= 400 is an error
+// described as Dapr does, "Code(<n>): <status text>".
+func (w *spanWriter) end() {
+	if w.span.IsRecording() {
+		status := w.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		w.span.SetAttributes(attribute.Int("dapr.status_code", status))
+		if status >= 400 {
+			w.span.SetStatus(codes.Error, "Code("+strconv.Itoa(status)+"): "+http.StatusText(status))
+		}
+	}
+	w.span.End()
+}
+
+// shutdownTimeout bounds the flush at sidecar stop.
+const shutdownTimeout = 5 * time.Second
+
+// Close flushes and ends the provider within a few seconds; what cannot be
+// exported by then is dropped (and counted).
+func (t *Tracing) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	return t.Shutdown(ctx)
 }

@@ -40,7 +40,10 @@ type sidecarFlags struct {
 	spiffeSocket                          string
 	peerTransport                         string
 	maxReplayBody                         string
+	accessLog                             string
 	outlierConsecutive                    int
+	joinToken, controlPlaneCAFile         string
+	controlPlaneAddress, xdsMode          string
 	outlierBase, outlierMax               time.Duration
 }
 
@@ -80,10 +83,15 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block")
 	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
 	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h2 (HTTP/2 over TCP, default) or h3 (HTTP/3 over QUIC, falling back to h2)")
+	fs.StringVar(&f.controlPlaneAddress, "control-plane-address", "", "HOST:PORT of an xDS control plane (ADS over gRPC): routes, endpoints, resiliency and access policy come from it too (default: the Configuration's spec.controlPlane.address)")
+	fs.StringVar(&f.xdsMode, "xds-mode", "", "ADS variant: sotw (state of the world, default) or delta (incremental) (default: spec.controlPlane.mode)")
+	fs.StringVar(&f.joinToken, "join-token", "", "token for the control plane's registry and CA (default $SKEIN_JOIN_TOKEN); with --control-plane-address the SVID comes from the control plane")
+	fs.StringVar(&f.controlPlaneCAFile, "control-plane-ca-file", "", "PEM roots the control plane's certificate must chain to (empty: trust on first use, checked against the bundle it returns)")
 	fs.StringVar(&f.spiffeSocket, "spiffe-endpoint-socket", "", "SPIFFE Workload API address, e.g. unix:///run/spire/agent.sock (default $SPIFFE_ENDPOINT_SOCKET; empty: the embedded CA)")
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")
 	fs.IntVar(&f.graceSeconds, "dapr-graceful-shutdown-seconds", 5, "how long shutdown waits for calls in flight")
 	fs.StringVar(&f.balancer, "load-balancer", "p2c", "p2c (peak-EWMA power of two choices) or round-robin")
+	fs.StringVar(&f.accessLog, "access-log", "", "one JSON line per call (caller, callee, method, status, bytes, timings): - for stderr, or a file path; off when empty")
 	fs.StringVar(&f.maxReplayBody, "max-replay-body-size", "1Mi", "largest fixed-length request body kept to replay on a retry; larger and chunked bodies are sent once")
 	fs.IntVar(&f.outlierConsecutive, "outlier-consecutive-failures", discovery.DefaultOutlierDetection.Consecutive, "5xx answers or connection failures in a row that eject an instance (0: no ejection)")
 	fs.DurationVar(&f.outlierBase, "outlier-base-ejection", discovery.DefaultOutlierDetection.BaseEjection, "how long a first ejection lasts; each further one doubles it")
@@ -116,6 +124,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		errs = append(errs, fmt.Errorf("--app-protocol: %s apps are not supported yet (want http, h2c or https)", f.appProtocol))
 	default:
 		errs = append(errs, fmt.Errorf("--app-protocol: unknown protocol %q (want http, h2c or https)", f.appProtocol))
+	}
+	if err := f.checkXDS(); err != nil {
+		errs = append(errs, err)
 	}
 	if f.mode != "standalone" {
 		errs = append(errs, fmt.Errorf("--mode: %q is not supported (want standalone)", f.mode))

@@ -14,6 +14,7 @@ Usage:
   skein demo [--calls N]          start two sample services and call between them
   skein ca init|show|rotate       manage the embedded trust domain under $SKEIN_HOME/ca
   skein policy explain|lint       explain an access decision, or lint a policy, offline
+  skein control-plane [flags]     run the reference xDS control plane, registry and CA
   skein version                   print the version
 
 Run "skein <command> -h" for a command's flags.
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicy(args[1:], stdout, stderr)
 	case "ca":
 		return cmdCA(args[1:], stdout, stderr)
+	case "control-plane":
+		return cmdControlPlane(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "demo-app":
@@ -48,6 +51,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca, policy or version)\n", args[0])
+	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca, policy, control-plane or version)\n", args[0])
 	return 2
 }

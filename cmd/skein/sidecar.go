@@ -89,6 +89,9 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := f.controlPlaneFromConfig(cfg); err != nil {
+		return nil, nil, err
+	}
 	home := skeinHome()
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("SKEIN_HOME: %w", err)
@@ -103,7 +106,7 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 		return nil, nil, err
 	}
 	if mtls.enabled {
-		opts.Identity, opts.IdentityMetrics, err = newIdentity(mtls, opts, spiffeSocket(f.spiffeSocket), home, metrics, log)
+		opts.Identity, opts.IdentityMetrics, err = newIdentity(mtls, opts, spiffeSocket(f.spiffeSocket), f.controlPlane(), home, metrics, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("identity: %w", err)
 		}
@@ -113,12 +116,45 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 		log.Warn("mTLS between sidecars is disabled: peer traffic is cleartext h2c and callers are not authenticated")
 	}
 	opts.ConfigFiles = proxy.ConfigFiles{Configuration: f.config, ResourceDirs: f.resourcesPaths}
-	sc, err := proxy.New(opts, reg, reg, metrics, log)
+	switch f.accessLog {
+	case "":
+	case "-":
+		opts.AccessLog = stderr
+	default:
+		// Kept open for the life of the process; 0600 like every file Skein writes.
+		w, err := os.OpenFile(f.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--access-log: %w", err)
+		}
+		opts.AccessLog = w
+	}
+	// Tracing comes from the Configuration as loaded and the OTEL_*
+	// environment; a reload changes its sampling rate only (Sidecar.Apply).
+	tspec, err := proxy.TracingConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Tracing, err = telemetry.NewTracing(context.Background(), telemetry.TracingOptions{
+		AppID: opts.AppID, Spec: tspec, Registry: metrics, Log: log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracing: %w", err)
+	}
+	source, eds := xdsSource(f, reg) // with a control plane: xDS EDS, then the registry
+	// With a control plane and a join token, register in its registry.
+	registrar, err := sidecarRegistrar(f, reg, opts, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := proxy.New(opts, registrar, source, metrics, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := sc.Apply(cfg); err != nil {
 		return nil, nil, err
+	}
+	if err := attachXDS(f, eds, sc, opts, metrics, log); err != nil {
+		return nil, nil, fmt.Errorf("xds: %w", err)
 	}
 	if err := sc.Listen(); err != nil {
 		return nil, nil, err

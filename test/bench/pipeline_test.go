@@ -45,15 +45,19 @@ func startApp(tb testing.TB) int {
 }
 
 // startSidecar runs a sidecar in-process on free loopback ports and waits
-// until its healthz answers 204.
-func startSidecar(tb testing.TB, reg *discovery.Registry, appID string, appPort int) proxy.Ports {
+// until its healthz answers 204. tune, if given, adjusts the options.
+func startSidecar(tb testing.TB, reg *discovery.Registry, appID string, appPort int, tune ...func(*proxy.Options)) proxy.Ports {
 	tb.Helper()
-	s, err := proxy.New(proxy.Options{
+	opts := proxy.Options{
 		AppID: appID, AppPort: appPort, ListenAddresses: []string{"127.0.0.1"},
 		InternalListenAddr: "127.0.0.1", MetricsListenAddr: "127.0.0.1", EnableMetrics: true,
 		MaxHeaderBytes: 4096, GracePeriod: time.Second,
 		Host: proxy.Host{IP: "127.0.0.1", Name: "bench"},
-	}, reg, reg, telemetry.NewRegistry(), slog.New(slog.DiscardHandler))
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	s, err := proxy.New(opts, reg, reg, telemetry.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy"
+	"github.com/skeinmesh/skein/telemetry"
+	"github.com/skeinmesh/skein/xds/controlplane"
+)
+
+// cmdControlPlane runs `skein control-plane`: the reference xDS control
+// plane, instance registry and CA (docs/xds.md).
+func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("control-plane", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		listen, configDir, td, caDir, tokenFile, logLevel string
+		tokens                                            stringList
+		svidTTL, leaseTTL                                 time.Duration
+		logJSON                                           bool
+	)
+	fs.StringVar(&listen, "listen-address", "", "HOST:PORT to serve ADS (gRPC, TLS or cleartext), the registry and the CA (HTTPS) on (required)")
+	fs.StringVar(&configDir, "config-dir", "", "directory of Dapr YAML (Configuration, Resiliency), Endpoints resources and raw xDS JSON, watched")
+	fs.StringVar(&td, "trust-domain", "public", "trust domain of the CA created on first start")
+	fs.StringVar(&caDir, "ca-dir", "", "the CA's directory (default $SKEIN_HOME/control-plane/ca)")
+	fs.Var(&tokens, "join-token", "a join token sidecars may present (repeatable; also $SKEIN_JOIN_TOKENS, comma-separated)")
+	fs.StringVar(&tokenFile, "join-token-file", "", "file of join tokens, one per line")
+	fs.DurationVar(&svidTTL, "svid-ttl", controlplane.DefaultSVIDTTL, "lifetime of the SVIDs the CA signs")
+	fs.DurationVar(&leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long a registration lives without a heartbeat")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return flagError(fs, "control-plane", err, stdout, stderr)
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if _, _, err := net.SplitHostPort(listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen-address: %q: want HOST:PORT", listen))
+	}
+	trust, err := spiffeid.TrustDomainFromString(td)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--trust-domain: %w", err))
+	}
+	level, err := telemetry.ParseLevel(logLevel)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	if svidTTL < time.Second || leaseTTL < time.Second {
+		errs = append(errs, errors.New("--svid-ttl and --lease-ttl: at least 1s"))
+	}
+	all := append([]string(nil), tokens...)
+	for t := range strings.SplitSeq(os.Getenv("SKEIN_JOIN_TOKENS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			all = append(all, t)
+		}
+	}
+	if tokenFile != "" {
+		ft, err := readTokenFile(tokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--join-token-file: %w", err))
+		}
+		all = append(all, ft...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
+		return 2
+	}
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	log := telemetry.NewLogger(stderr, lv, logJSON)
+	if caDir == "" {
+		caDir = filepath.Join(skeinHome(), "control-plane", "ca")
+	}
+	srv, err := controlplane.New(controlplane.Options{
+		ConfigDir: configDir, TrustDomain: trust, CADir: caDir, Tokens: all, SVIDTTL: svidTTL, LeaseTTL: leaseTTL,
+	}, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
+		return 2
+	}
+	if len(all) == 0 {
+		log.Warn("no join token given: registrations and SVID requests will all be refused (--join-token)")
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "skein control-plane: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Serve(ctx, ln); err != nil {
+		log.Error("control plane failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// readTokenFile reads one token per line; blank lines and # comments are
+// skipped.
+func readTokenFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "#") {
+			out = append(out, t)
+		}
+	}
+	return out, sc.Err()
+}
+
+// controlPlaneFlags are a sidecar's settings for `skein control-plane`.
+type controlPlaneFlags struct {
+	address string // --control-plane-address
+	token   string // --join-token, else $SKEIN_JOIN_TOKEN
+	caFile  string // --control-plane-ca-file
+}
+
+// controlPlane returns the sidecar's control plane settings.
+func (f *sidecarFlags) controlPlane() controlPlaneFlags {
+	return controlPlaneFlags{address: f.controlPlaneAddress, token: f.joinToken, caFile: f.controlPlaneCAFile}
+}
+
+// sidecarRegistrar is where a sidecar registers: the control plane's
+// registry when it has a control plane and a join token, else the embedded
+// registry (without a token the control plane only configures it).
+func sidecarRegistrar(f *sidecarFlags, reg *discovery.Registry, opts proxy.Options, log *slog.Logger) (proxy.Registrar, error) {
+	cp := f.controlPlane()
+	if cp.address == "" {
+		return reg, nil
+	}
+	if cp.joinToken() == "" {
+		log.Warn("no join token: this sidecar registers in the embedded registry only, so sidecars on other machines cannot find it (--join-token or SKEIN_JOIN_TOKEN)")
+		return reg, nil
+	}
+	return controlPlaneRegistrar(cp, opts.TrustDomain, opts.Identity, log)
+}
+
+// joinToken returns the flag's token, else $SKEIN_JOIN_TOKEN.
+func (c controlPlaneFlags) joinToken() string {
+	if c.token != "" {
+		return c.token
+	}
+	return os.Getenv("SKEIN_JOIN_TOKEN")
+}
+
+// pinnedBundle reads --control-plane-ca-file; nil without one.
+func (c controlPlaneFlags) pinnedBundle(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if c.caFile == "" {
+		return nil, nil
+	}
+	b, err := identity.LoadBundleFile(c.caFile, td)
+	if err != nil {
+		return nil, fmt.Errorf("--control-plane-ca-file: %w", err)
+	}
+	return b, nil
+}
+
+// controlPlaneRegistrar is the registrar of a sidecar with a control plane
+// and a join token: it trusts the control plane as the SVID source does
+// (src may be nil with mTLS off: then the pinned file, else first use).
+func controlPlaneRegistrar(c controlPlaneFlags, td spiffeid.TrustDomain, src identity.Source, log *slog.Logger) (*controlplane.Registrar, error) {
+	tok := c.joinToken()
+	var cfg *tls.Config
+	if cps, ok := src.(*identity.ControlPlaneSource); ok {
+		cfg = identity.ControlPlaneClientConfig(cps.ControlPlaneBundle, td)
+	} else {
+		b, err := c.pinnedBundle(td)
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			log.Warn("the control plane's certificate is not verified: give --control-plane-ca-file (the registry then trusts any server)")
+		}
+		cfg = identity.ControlPlaneClientConfig(func() *x509bundle.Bundle { return b }, td)
+	}
+	return controlplane.NewRegistrar(c.address, tok, cfg), nil
+}

@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/skeinmesh/skein/identity"
+)
+
+// The metrics layers. Each loads the meters of the snapshot its call runs
+// under and does nothing more when spec.metrics.enabled is false.
+
+// serverMetrics records Dapr's dapr_http_server_* metrics for every request
+// the app makes on the API port (contract §6.2).
+func (s *Sidecar) serverMetrics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := s.snap.Load().meters
+		if m == nil || !m.spec.Enabled {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		end := time.Now()
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK // what net/http sends for a handler that wrote nothing
+		}
+		c := m.serverChildren(httpKey{verb: r.Method, path: r.URL.Path, status: status})
+		c.count.Inc()
+		if c.resp != nil {
+			c.resp.Inc()
+		}
+		c.latency.observe(r.Context(), ms(end.Sub(start)), end)
+		m.srvReqBytes.Observe(float64(max(r.ContentLength, 0)))
+		m.srvRespBytes.Observe(float64(sw.bytes))
+	})
+}
+
+// statusWriter remembers the status and counts the body bytes of a
+// response. Flushes and http.ResponseController reach the writer below.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 { // 1xx responses are interim
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// callMetrics records Skein's per-edge golden metrics once per call to
+// another app, with the outcome the app sees after retries.
+func (s *Sidecar) callMetrics(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c := callFrom(r.Context())
+		if c == nil || c.snap.meters == nil || !c.snap.meters.spec.Enabled {
+			return next.RoundTrip(r)
+		}
+		m := c.snap.meters
+		p := m.peerChildren(peerKey{appID: c.target.AppID, streaming: streams(r)})
+		start := time.Now()
+		resp, err := next.RoundTrip(r)
+		end := time.Now()
+		var status int
+		switch {
+		case err == nil:
+			status = resp.StatusCode
+		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+			return resp, err // the app went away: no outcome to count
+		default:
+			status, _ = classify(err)
+		}
+		m.peerStatus(p, status).edge.Inc()
+		p.duration.observe(r.Context(), end.Sub(start).Seconds(), end)
+		return resp, err
+	})
+}
+
+// attemptMetrics records Dapr's caller-side service invocation metrics for
+// each attempt that passed the circuit breaker, retries included.
+func (s *Sidecar) attemptMetrics(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c := callFrom(r.Context())
+		if c == nil || c.snap.meters == nil || !c.snap.meters.spec.Enabled {
+			return next.RoundTrip(r)
+		}
+		m := c.snap.meters
+		p := m.peerChildren(peerKey{appID: c.target.AppID, streaming: streams(r)})
+		p.reqSent.Inc()
+		start := time.Now()
+		resp, err := next.RoundTrip(r)
+		if err != nil {
+			return resp, err // no response arrived
+		}
+		end := time.Now()
+		st := m.peerStatus(p, resp.StatusCode)
+		st.resRecv.Inc()
+		if st.latency != nil {
+			st.latency.observe(r.Context(), ms(end.Sub(start)), end)
+		}
+		return resp, nil
+	})
+}
+
+// streams reports whether a call is a stream rather than a unary request:
+// it asks for server-sent events or sends a body of unknown length.
+func streams(r *http.Request) bool {
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		return true
+	}
+	a, ok := r.Header["Accept"]
+	return ok && len(a) > 0 && strings.Contains(a[0], "text/event-stream")
+}
+
+// appMetrics records Dapr's dapr_http_client_* metrics for every request to
+// the local app and, for calls from other sidecars (which have passed
+// access control), the callee's service invocation metrics.
+func (s *Sidecar) appMetrics(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		c := callFrom(r.Context())
+		if c == nil || c.snap.meters == nil || !c.snap.meters.spec.Enabled {
+			return next.RoundTrip(r)
+		}
+		m := c.snap.meters
+		var caller *callerChildren
+		if c.fromPeer {
+			caller = m.callerChildren(callerOf(r))
+			caller.reqRecv.Inc()
+		}
+		start := time.Now()
+		resp, err := next.RoundTrip(r)
+		end := time.Now()
+		status := http.StatusInternalServerError // an app-channel error (contract §1.10)
+		if err == nil {
+			status = resp.StatusCode
+		}
+		k := httpKey{verb: r.Method, path: c.method, status: status}
+		cc := m.clientChildren(k)
+		cc.count.Inc()
+		cc.latency.observe(r.Context(), ms(end.Sub(start)), end)
+		cc.sentBytes.Observe(float64(max(r.ContentLength, 0)))
+		if err == nil && resp.StatusCode >= http.StatusOK { // an upgraded body must stay an io.ReadWriteCloser
+			if resp.ContentLength >= 0 {
+				m.cliRecvBytes.Observe(float64(resp.ContentLength))
+			} else {
+				resp.Body = &countingBody{ReadCloser: resp.Body, done: m.cliRecvBytes.Observe}
+			}
+		}
+		if caller != nil {
+			m.resSent(caller, status).Inc()
+		}
+		return resp, err
+	})
+}
+
+// callerOf is the calling app of a call from another sidecar: from its
+// verified certificate, else (mTLS off) the header its sidecar set.
+func callerOf(r *http.Request) string {
+	if p, ok := identity.PeerFrom(r.Context()); ok {
+		return p.AppID
+	}
+	if v := r.Header.Get(HeaderCallerAppID); v != "" {
+		return v
+	}
+	return "unknown"
+}
+
+// countingBody counts a response body of unknown length and reports the
+// total once, at its end or when it is closed.
+type countingBody struct {
+	io.ReadCloser
+	n    int64
+	done func(float64)
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.report()
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error {
+	b.report()
+	return b.ReadCloser.Close()
+}
+
+func (b *countingBody) report() {
+	if b.done != nil {
+		b.done(float64(b.n))
+		b.done = nil
+	}
+}

@@ -1,0 +1,255 @@
+package controlplane
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/identity"
+)
+
+// InstancesPath is the registry endpoint: PUT registers or renews an
+// instance (a discovery.Instance as JSON), DELETE removes it; both need
+// "Authorization: Bearer <join token>".
+const InstancesPath = "/v1/instances"
+
+// StatusPath serves the control plane's state as JSON: config version and
+// last rejected change, nodes, live instances.
+const StatusPath = "/v1/status"
+
+// RegisterResponse is the answer to a registration.
+type RegisterResponse struct {
+	// LeaseSeconds is how long the registration lives without a renewal.
+	LeaseSeconds float64 `json:"leaseSeconds"`
+}
+
+// Status is what StatusPath serves.
+type Status struct {
+	ConfigVersion string           `json:"configVersion"`
+	ConfigError   string           `json:"configError,omitempty"`
+	TrustDomain   string           `json:"trustDomain"`
+	Nodes         []string         `json:"nodes"`
+	Instances     []StatusInstance `json:"instances"`
+}
+
+// StatusInstance is one live registration.
+type StatusInstance struct {
+	AppID     string    `json:"appId"`
+	Namespace string    `json:"namespace"`
+	Address   string    `json:"address"`
+	ID        string    `json:"id"`
+	Expires   time.Time `json:"expires"`
+}
+
+// Handler is the control plane's HTTPS handler: gRPC (ADS) by content
+// type, else the registry, the signing endpoint and the status.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT "+InstancesPath, s.authorized(s.register))
+	mux.HandleFunc("DELETE "+InstancesPath, s.authorized(s.deregister))
+	mux.HandleFunc("POST "+identity.SignPath, s.authorized(s.sign))
+	mux.HandleFunc("GET "+StatusPath, s.status)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		if r.TLS == nil {
+			writeError(w, http.StatusForbidden, "the registry and the CA are served over TLS only")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// authorized refuses a request without an accepted join token with 401.
+// The token is never logged.
+func (s *Server) authorized(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.tokenOK(tok) {
+			s.log.Warn("request refused: join token missing or not accepted", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "join token missing or not accepted")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// tokenOK compares in constant time against every accepted token.
+func (s *Server) tokenOK(tok string) bool {
+	if tok == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(tok))
+	ok := 0
+	for _, t := range s.tokens {
+		ok |= subtle.ConstantTimeCompare(h[:], t[:])
+	}
+	return ok == 1
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(identity.SignError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeInstance reads and checks a registration body.
+func decodeInstance(r *http.Request) (discovery.Instance, netip.AddrPort, error) {
+	var in discovery.Instance
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&in); err != nil {
+		return in, netip.AddrPort{}, fmt.Errorf("body: %w", err)
+	}
+	if in.Namespace == "" {
+		in.Namespace = "default"
+	}
+	if in.AppID == "" || strings.ContainsAny(in.AppID, "./ ") || strings.ContainsAny(in.Namespace, "./ ") {
+		return in, netip.AddrPort{}, fmt.Errorf("appID %q / namespace %q: want names without dots, slashes or spaces", in.AppID, in.Namespace)
+	}
+	ap, err := netip.ParseAddrPort(in.Address)
+	if err != nil {
+		return in, netip.AddrPort{}, fmt.Errorf("address %q: want ip:port", in.Address)
+	}
+	return in, ap, nil
+}
+
+func regID(in discovery.Instance) string { return in.Namespace + "/" + in.AppID + "/" + in.ID() }
+
+// register adds or renews an instance; a new or moved one rebuilds every
+// node's snapshot at once.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	in, ap, err := decodeInstance(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	k := appKey{in.AppID, in.Namespace}
+	id := regID(in)
+	s.mu.Lock()
+	old := s.regs[id]
+	s.regs[id] = &registration{key: k, expires: time.Now().Add(s.opts.LeaseTTL), inst: instance{
+		addr: ap, id: in.ID(), health: corev3.HealthStatus_HEALTHY,
+	}}
+	if _, ok := s.nodes[k.nodeID()]; !ok {
+		s.nodes[k.nodeID()] = k
+	}
+	s.mu.Unlock()
+	if old == nil || old.inst.addr != ap {
+		s.log.Info("instance registered", "app_id", in.AppID, "namespace", in.Namespace, "address", in.Address, "instance", in.ID())
+		s.trigger()
+	}
+	writeJSON(w, RegisterResponse{LeaseSeconds: s.opts.LeaseTTL.Seconds()})
+}
+
+// deregister removes an instance at once (a clean stop).
+func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
+	in, _, err := decodeInstance(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id := regID(in)
+	s.mu.Lock()
+	_, ok := s.regs[id]
+	delete(s.regs, id)
+	s.mu.Unlock()
+	if ok {
+		s.log.Info("instance deregistered", "app_id", in.AppID, "namespace", in.Namespace, "instance", in.ID())
+		s.trigger()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sign issues an SVID for a CSR: 400 for a malformed request, 403 for a
+// SPIFFE ID the CA does not issue.
+func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
+	var req identity.SignRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	id, err := spiffeid.FromString(req.SPIFFEID)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("spiffeId %q: %v", req.SPIFFEID, err))
+		return
+	}
+	blk, _ := pem.Decode([]byte(req.CSR))
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		s.log.Warn("signing refused", "spiffe_id", id.String(), "remote", r.RemoteAddr, "err", "csr is not a PEM CERTIFICATE REQUEST")
+		writeError(w, http.StatusBadRequest, "csr: not a PEM CERTIFICATE REQUEST")
+		return
+	}
+	chain, err := s.ca.SignCSR(blk.Bytes, id, s.opts.SVIDTTL, time.Minute)
+	if err != nil {
+		code := http.StatusInternalServerError
+		switch {
+		case errors.Is(err, identity.ErrBadCSR):
+			code = http.StatusBadRequest
+		case errors.Is(err, identity.ErrWrongID):
+			code = http.StatusForbidden
+		}
+		s.log.Warn("signing refused", "spiffe_id", id.String(), "remote", r.RemoteAddr, "err", err)
+		writeError(w, code, err.Error())
+		return
+	}
+	s.log.Info("svid signed", "spiffe_id", id.String(), "expires", chain[0].NotAfter, "remote", r.RemoteAddr)
+	writeJSON(w, identity.SignResponse{
+		Chain:       string(identity.CertsPEM(chain...)),
+		Bundle:      string(identity.CertsPEM(s.ca.Roots()...)),
+		TrustDomain: s.TrustDomain().Name(),
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	st := Status{ConfigVersion: s.cfg.version, TrustDomain: s.TrustDomain().Name(), Nodes: []string{}, Instances: []StatusInstance{}}
+	if s.cfgErr != nil {
+		st.ConfigError = s.cfgErr.Error()
+	}
+	for id := range s.nodes {
+		st.Nodes = append(st.Nodes, id)
+	}
+	for _, r := range s.regs {
+		st.Instances = append(st.Instances, StatusInstance{AppID: r.key.app, Namespace: r.key.ns, Address: r.inst.addr.String(), ID: r.inst.id, Expires: r.expires})
+	}
+	s.mu.Unlock()
+	sort.Strings(st.Nodes)
+	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].ID < st.Instances[j].ID })
+	writeJSON(w, st)
+}
+
+// staticToInstance turns an Endpoints entry into an instance.
+func staticToInstance(in staticInstance) instance {
+	h := corev3.HealthStatus_HEALTHY
+	switch in.Health {
+	case "unhealthy":
+		h = corev3.HealthStatus_UNHEALTHY
+	case "draining":
+		h = corev3.HealthStatus_DRAINING
+	}
+	return instance{
+		addr: netip.MustParseAddrPort(in.Address), id: cmpOr(in.ID, in.Address), weight: in.Weight,
+		region: in.Locality.Region, zone: in.Locality.Zone, subZone: in.Locality.SubZone, health: h,
+	}
+}
