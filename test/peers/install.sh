@@ -56,8 +56,28 @@ prometheus() {
 	say "apt-get install prometheus"
 	local sudo=
 	[ "$(id -u)" = 0 ] || sudo=sudo
+	# The package's maintainer scripts start a system Prometheus on *:9090
+	# where an init system runs; the tests start their own on loopback. A
+	# policy-rc.d refusing every start (as Debian's container images ship)
+	# keeps it from running; the unit is disabled too where systemd runs.
+	local policy=/usr/sbin/policy-rc.d added=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+		$sudo chmod 755 "$policy"
+		added=1
+		trap "$sudo rm -f $policy" EXIT
+	fi
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+	if [ "$added" = 1 ]; then
+		$sudo rm -f "$policy"
+		trap - EXIT
+	fi
+	if [ -d /run/systemd/system ]; then
+		$sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+	fi
+	command -v promtool >/dev/null || { say "promtool missing after installing prometheus"; exit 1; }
+	say "prometheus installed: $(prometheus --version 2>&1 | head -1)"
 }
 
 spire() {
