@@ -15,6 +15,9 @@ type Endpoint struct {
 	// Addr is the peer-facing host:port.
 	Addr string
 	id   string
+	// weight is the instance's share of load relative to its siblings
+	// (xDS load_balancing_weight); always at least 1.
+	weight atomic.Uint32
 
 	inflight    atomic.Int64
 	failedUntil atomic.Int64 // unix nanos; connect failures back it off
@@ -32,8 +35,14 @@ type Endpoint struct {
 }
 
 func newEndpoint(in Instance) *Endpoint {
-	return &Endpoint{Addr: in.Address, id: in.ID()}
+	e := &Endpoint{Addr: in.Address, id: in.ID()}
+	e.setWeight(in.Weight)
+	return e
 }
+
+// setWeight sets the endpoint's weight; 0 means 1.
+func (e *Endpoint) setWeight(w uint32) { e.weight.Store(max(w, 1)) }
+
 
 // decayNanos is the peak-EWMA time constant: how fast old latency is forgotten
 // (Finagle and Linkerd use 10 s; a shorter one lets idle instances back in
@@ -76,7 +85,9 @@ func (e *Endpoint) latency(now int64) float64 {
 // factor of two count as equal and only the outstanding requests decide, a
 // tie leaving the caller's choice standing; a strict comparison would send a
 // light load entirely to whichever instance once answered a little faster,
-// for as long as the other's peak takes to decay.
+// for as long as the other's peak takes to decay. Weights do not enter the
+// cost: they bias which two endpoints are drawn and which is the caller's
+// choice (twoOf), so ties split load in proportion to weight.
 func (e *Endpoint) cheaper(o *Endpoint, now int64) bool {
 	le, lo := e.latency(now), o.latency(now)
 	ne, no := float64(e.inflight.Load()+1), float64(o.inflight.Load()+1)
@@ -109,11 +120,7 @@ func (P2C) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
 	case 1:
 		return cands[0]
 	default:
-		i := rand.IntN(n)
-		j := rand.IntN(n - 1)
-		if j >= i {
-			j++
-		}
+		i, j := twoOf(cands)
 		a, b := cands[i], cands[j]
 		if b.cheaper(a, now) {
 			return b
@@ -122,7 +129,57 @@ func (P2C) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
 	}
 }
 
-// RoundRobin cycles through endpoints.
+// twoOf draws two distinct indexes of cands, each endpoint with a
+// probability proportional to its weight (uniformly when all weigh the
+// same, the usual case, without a second pass).
+func twoOf(cands []*Endpoint) (int, int) {
+	n := len(cands)
+	total, uniform := totalWeight(cands)
+	if uniform {
+		i := rand.IntN(n)
+		j := rand.IntN(n - 1)
+		if j >= i {
+			j++
+		}
+		return i, j
+	}
+	i := weightedIndex(cands, rand.Uint64N(total), -1)
+	j := weightedIndex(cands, rand.Uint64N(total-uint64(cands[i].weight.Load())), i)
+	return i, j
+}
+
+// totalWeight sums the weights of cands and says whether they are all equal.
+func totalWeight(cands []*Endpoint) (total uint64, uniform bool) {
+	uniform = true
+	first := cands[0].weight.Load()
+	for _, e := range cands {
+		w := uint64(max(e.weight.Load(), 1))
+		total += w
+		uniform = uniform && uint32(w) == max(first, 1)
+	}
+	return total, uniform
+}
+
+// weightedIndex returns the index whose cumulative weight range holds r,
+// skipping the index skip.
+func weightedIndex(cands []*Endpoint, r uint64, skip int) int {
+	last := 0
+	for k, e := range cands {
+		if k == skip {
+			continue
+		}
+		w := uint64(max(e.weight.Load(), 1))
+		if r < w {
+			return k
+		}
+		r -= w
+		last = k
+	}
+	return last
+}
+
+// RoundRobin cycles through endpoints, each as many times per cycle as its
+// weight.
 type RoundRobin struct{ next atomic.Uint64 }
 
 // Pick implements Balancer.
@@ -131,7 +188,11 @@ func (r *RoundRobin) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoi
 	if len(cands) == 0 {
 		return nil
 	}
-	return cands[r.next.Add(1)%uint64(len(cands))]
+	total, uniform := totalWeight(cands)
+	if uniform {
+		return cands[r.next.Add(1)%uint64(len(cands))]
+	}
+	return cands[weightedIndex(cands, r.next.Add(1)%total, -1)]
 }
 
 // candidates returns eps minus tried, preferring endpoints neither backed

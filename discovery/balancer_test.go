@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -106,4 +107,50 @@ func addrs(es []*Endpoint) []string {
 		out[i] = e.Addr
 	}
 	return out
+}
+
+// TestWeightsShareLoad: xDS load_balancing_weight 1 and 3 split an idle
+// load 1:3 under both balancers.
+func TestWeightsShareLoad(t *testing.T) {
+	now := time.Now().UnixNano()
+	for name, bal := range map[string]Balancer{"p2c": P2C{}, "round-robin": &RoundRobin{}} {
+		es := eps("light", "heavy", "other")
+		es[1].setWeight(3)
+		es[2].setWeight(0) // 0 means 1
+		n := map[string]int{}
+		const picks = 5000
+		for range picks {
+			n[bal.Pick(es, nil, now).Addr]++
+		}
+		for addr, want := range map[string]float64{"light": 0.2, "heavy": 0.6, "other": 0.2} {
+			if got := float64(n[addr]) / picks; got < want-0.04 || got > want+0.04 {
+				t.Errorf("%s: %s got %.3f of picks, want %.2f±0.04 (%v)", name, addr, got, want, n)
+			}
+		}
+		// Weights never make a tried endpoint a candidate.
+		for range 100 {
+			if e := bal.Pick(es, es[1:2], now); e == es[1] {
+				t.Fatalf("%s picked a tried endpoint", name)
+			}
+		}
+	}
+}
+
+// TestResolverUpdatesWeight: a changed weight reaches the same endpoint,
+// keeping its statistics.
+func TestResolverUpdatesWeight(t *testing.T) {
+	src := staticSource{"b.default": {{AppID: "b", Namespace: "default", Address: "127.0.0.1:1", Weight: 2}}}
+	res := NewResolver(src, slog.New(slog.DiscardHandler))
+	st, eps, err := res.resolve("b", "default")
+	if err != nil || len(eps) != 1 || eps[0].weight.Load() != 2 {
+		t.Fatalf("resolve: %v %v", eps, err)
+	}
+	ep := eps[0]
+	src["b.default"][0].Weight = 7
+	if err := res.refresh(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, eps, _ := res.resolve("b", "default"); eps[0] != ep || ep.weight.Load() != 7 {
+		t.Errorf("after refresh: same endpoint %v, weight %d", eps[0] == ep, ep.weight.Load())
+	}
 }

@@ -40,7 +40,8 @@ type Instance struct {
 	Started     time.Time `json:"started"`
 	// Weight and Locality come from xDS EDS (load_balancing_weight, the
 	// locality's region/zone/sub_zone); 0 and empty elsewhere. Weight 0
-	// means 1. Balancers do not use them yet.
+	// means 1: both balancers share load in proportion to it. Locality is
+	// informational (metadata); no balancer prefers a locality yet.
 	Weight   uint32   `json:"weight,omitempty"`
 	Locality Locality `json:"locality,omitzero"`
 }

@@ -69,7 +69,7 @@
 //	ClusterLoadAssignment cluster_name                 the app                                        required
 //	  endpoints[].locality {region,zone,sub_zone}       discovery.Instance.Locality                    priority > 0 and LEDS NACKed
 //	  .lb_endpoints[].endpoint.address.socket_address  the instance's peer address (TCP, port_value)  named ports, pipes NACKed
-//	  .lb_endpoints[].load_balancing_weight            discovery.Instance.Weight (default 1)          0 NACKed; not used by balancers yet
+//	  .lb_endpoints[].load_balancing_weight            discovery.Instance.Weight (default 1)          0 NACKed; shares load in proportion (both balancers)
 //	  .lb_endpoints[].health_status                    UNHEALTHY, DRAINING, TIMEOUT left out
 //	  .lb_endpoints[].metadata.filter_metadata.skein   {"instance_id": "..."}: the instance's name
 //	Listener name                                      the app whose routes and RBAC it carries       address/filter_chains (non-api) NACKed
