@@ -43,7 +43,6 @@ func newEndpoint(in Instance) *Endpoint {
 // setWeight sets the endpoint's weight; 0 means 1.
 func (e *Endpoint) setWeight(w uint32) { e.weight.Store(max(w, 1)) }
 
-
 // decayNanos is the peak-EWMA time constant: how fast old latency is forgotten
 // (Finagle and Linkerd use 10 s; a shorter one lets idle instances back in
 // sooner on small meshes).
