@@ -137,6 +137,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	say("  curl http://127.0.0.1:%d/metrics            # Prometheus metrics of checkout's sidecar", co.metrics)
 	say("  ls %s/registry/default                      # the embedded registry", skeinHome())
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		say("  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 skein demo   # send every trace to a local Jaeger or OTel collector")
+	} else {
+		say("  traces went to the OTLP endpoint in OTEL_EXPORTER_OTLP_*: look up service \"checkout\" (trace ids above)")
+	}
+	say("  dashboards/*.json, docs/observability.md  # Grafana dashboards and a Prometheus scrape config for these ports")
 	say("\nskein demo: stopping")
 	stopAll()
 	if failed > 0 {
