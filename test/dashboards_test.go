@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -321,5 +322,35 @@ func TestPromVars(t *testing.T) {
 	want := `rate(x{a=~"(a|b)", b="default", c=~"z"}[1m]) + z`
 	if got != want {
 		t.Errorf("promVars:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestObservabilityDocPrometheusConfig checks that the scrape example in
+// docs/observability.md is a configuration Prometheus accepts.
+func TestObservabilityDocPrometheusConfig(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not installed: run test/peers/install.sh (make test does): %v", err)
+	}
+	doc, err := os.ReadFile("../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg string
+	for _, block := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(doc), -1) {
+		if strings.Contains(block[1], "scrape_configs:") {
+			cfg = block[1]
+			break
+		}
+	}
+	if cfg == "" {
+		t.Fatal("docs/observability.md has no yaml block with scrape_configs")
+	}
+	path := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config on the doc's example: %v\n%s", err, out)
 	}
 }

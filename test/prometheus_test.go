@@ -425,6 +425,18 @@ func TestPrometheusDashboards(t *testing.T) {
 		}
 	})
 
+	t.Run("the check catches broken and empty expressions", func(t *testing.T) {
+		f := grafanaFile{path: "synthetic.json", doc: grafanaDoc{Panels: []grafanaPanel{{Title: "p", Targets: []grafanaTarget{
+			{RefID: "A", Expr: `sum(rate(dapr_http_server_request_count[$__rate_interval])`},
+			{RefID: "B", Expr: `dapr_http_server_request_count{app_id="no-such-app"}`},
+			{RefID: "C", Expr: `sum(rate(dapr_http_server_request_count[$__rate_interval]))`},
+		}}}}}
+		failed := checkDashboardQueries(t, prom, f)
+		if len(failed) != 2 || !strings.Contains(failed[0], "parse error") || !strings.Contains(failed[1], "no series") {
+			t.Errorf("failures = %q, want a parse error for A and no series for B", failed)
+		}
+	})
+
 	t.Run("Dapr sidecar dashboard HTTP queries return data", func(t *testing.T) {
 		f := readGrafanaFile(t, "testdata/dapr-sidecar-dashboard-http.json")
 		if n := len(f.expressions()); n != 6 {

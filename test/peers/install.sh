@@ -49,8 +49,9 @@ jaeger() {
 }
 
 prometheus() {
-	if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
-		say "prometheus already installed: $(command -v prometheus)"
+	# type -P looks for files only: this function is named prometheus too.
+	if type -P prometheus >/dev/null && type -P promtool >/dev/null; then
+		say "prometheus already installed: $(type -P prometheus)"
 		return 0
 	fi
 	say "apt-get install prometheus"
@@ -76,8 +77,8 @@ prometheus() {
 	if [ -d /run/systemd/system ]; then
 		$sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
 	fi
-	command -v promtool >/dev/null || { say "promtool missing after installing prometheus"; exit 1; }
-	say "prometheus installed: $(prometheus --version 2>&1 | head -1)"
+	type -P promtool >/dev/null || { say "promtool missing after installing prometheus"; exit 1; }
+	say "prometheus installed: $(command prometheus --version 2>&1 | head -1)"
 }
 
 spire() {
