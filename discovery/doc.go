@@ -20,6 +20,10 @@
 // of each other count as equal, so a light load is shared rather than sent to
 // whichever instance once answered a little faster) and sends a copy of the
 // request addressed to it. A try
-// that could not connect, and so sent nothing, is retried at once on another
-// instance whatever the verb.
+// the target never processed (the connection or TLS handshake failed, or
+// the peer refused the HTTP/2 stream: REFUSED_STREAM, or a GOAWAY below
+// our stream) is retried at once on another instance whatever the verb,
+// with the body intact (the first 64 KiB are kept for that). Outlier
+// detection ejects an instance after consecutive failures (outlier.go).
+// Endpoint weights from xDS share load in proportion under both balancers.
 package discovery
