@@ -2,9 +2,12 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // TracerName is the instrumentation scope of Skein's spans, Dapr's name so
@@ -89,6 +93,7 @@ func NewTracing(ctx context.Context, o TracingOptions) (*Tracing, error) {
 	m := newTraceMetrics(o.Registry)
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithSampler(t.sampler),
+		sdktrace.WithIDGenerator(idGenerator{}),
 		sdktrace.WithResource(newResource(o.AppID, o.Getenv)),
 	}
 	if set.export.Protocol != "" {
@@ -224,12 +229,36 @@ func (t *Tracing) layer(kind trace.SpanKind, reject func(http.ResponseWriter, *h
 					return
 				}
 			}
-			ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-			ctx, span := t.tracer.Start(ctx, r.URL.Path, startOpts...)
-			if span.IsRecording() {
-				span.SetAttributes(startAttributes(kind, r)...)
+			ctx := traceContext.Extract(r.Context(), headerCarrier(r.Header))
+			// Sample first, as the SDK would (same sampler, same ids): a
+			// dropped request gets a non-recording span carrying a fresh
+			// span id for propagation, with no SDK span, attributes or
+			// timestamps; only a sampled one starts an SDK span, with the
+			// ids the decision was made on.
+			st := &layerState{}
+			psc := trace.SpanContextFromContext(ctx)
+			tid := psc.TraceID()
+			if !tid.IsValid() {
+				tid = newTraceID()
 			}
-			sw := &spanWriter{ResponseWriter: w, span: span}
+			sid := newSpanID()
+			res := t.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: r.URL.Path, Kind: kind})
+			var span trace.Span
+			if res.Decision == sdktrace.Drop {
+				st.drop = dropSpan{tp: t.tp, sc: trace.NewSpanContext(trace.SpanContextConfig{
+					TraceID: tid, SpanID: sid, TraceFlags: psc.TraceFlags() &^ trace.FlagsSampled, TraceState: res.Tracestate,
+				})}
+				span = &st.drop
+				ctx = trace.ContextWithSpan(ctx, span)
+			} else {
+				st.ids = presetIDs{tid: tid, sid: sid}
+				ctx, span = t.tracer.Start(context.WithValue(ctx, presetKey{}, &st.ids), r.URL.Path, startOpts...)
+				if span.IsRecording() {
+					span.SetAttributes(startAttributes(kind, r)...)
+				}
+			}
+			sw := &st.sw
+			sw.ResponseWriter, sw.span = w, span
 			if kind == trace.SpanKindClient {
 				sw.respond, sw.baggage = true, bag
 			}
@@ -298,15 +327,149 @@ func NameServed(ctx context.Context, appID, method string) {
 // still gets its traceparent (flags 00), as Dapr. Without a span in ctx
 // (tracing off, health paths) h is left as it is.
 func Inject(ctx context.Context, h http.Header) {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	injectSpan(trace.SpanFromContext(ctx), h)
+}
+
+// injectSpan is Inject for a span: what OTel's TraceContext propagator
+// writes, formatted without its string builder and header
+// canonicalisation; a dropped request's span formats its traceparent once
+// for the outbound request and the response.
+func injectSpan(span trace.Span, h http.Header) {
+	sc := span.SpanContext()
+	if !sc.IsValid() {
 		return
 	}
 	delete(h, "Traceparent")
 	delete(h, "Tracestate")
-	traceContext.Inject(ctx, propagation.HeaderCarrier(h))
-	if ts := h["Tracestate"]; len(ts) > 0 && len(ts[0]) > maxTracestate {
-		delete(h, "Tracestate")
+	if ts := sc.TraceState().String(); ts != "" && len(ts) <= maxTracestate {
+		h["Tracestate"] = []string{ts}
 	}
+	var tp string
+	if d, ok := span.(*dropSpan); ok {
+		if d.traceparent == "" {
+			d.traceparent = traceparent(sc)
+		}
+		tp = d.traceparent
+	} else {
+		tp = traceparent(sc)
+	}
+	h["Traceparent"] = []string{tp}
+}
+
+// traceparent formats sc as a version-00 traceparent, keeping only the
+// flags the specification defines (sampled and random), as OTel does.
+func traceparent(sc trace.SpanContext) string {
+	var b [55]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	flags := [1]byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))}
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], flags[:])
+	return string(b[:])
+}
+
+// headerCarrier reads the trace headers straight from the map (their
+// canonical keys), other keys as http.Header does.
+type headerCarrier http.Header
+
+func (c headerCarrier) Get(key string) string {
+	var v []string
+	switch key {
+	case "traceparent":
+		v = c["Traceparent"]
+	case "tracestate":
+		v = c["Tracestate"]
+	default:
+		return http.Header(c).Get(key)
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+func (c headerCarrier) Set(key, value string) { http.Header(c).Set(key, value) }
+
+func (c headerCarrier) Keys() []string { return propagation.HeaderCarrier(c).Keys() }
+
+// layerState is one traced request's per-request memory, in one
+// allocation: the response writer, the span of a dropped request, and the
+// ids a sampled one was decided on.
+type layerState struct {
+	sw   spanWriter
+	drop dropSpan
+	ids  presetIDs
+}
+
+// dropSpan is the span of a request the sampler dropped: it records
+// nothing and carries its span context to the next hop (flags 00), as the
+// SDK's non-recording span does.
+type dropSpan struct {
+	embedded.Span
+	sc          trace.SpanContext
+	tp          trace.TracerProvider
+	traceparent string // formatted on first use
+}
+
+func (s *dropSpan) SpanContext() trace.SpanContext          { return s.sc }
+func (s *dropSpan) IsRecording() bool                       { return false }
+func (s *dropSpan) End(...trace.SpanEndOption)              {}
+func (s *dropSpan) AddEvent(string, ...trace.EventOption)   {}
+func (s *dropSpan) AddLink(trace.Link)                      {}
+func (s *dropSpan) RecordError(error, ...trace.EventOption) {}
+func (s *dropSpan) SetStatus(codes.Code, string)            {}
+func (s *dropSpan) SetName(string)                          {}
+func (s *dropSpan) SetAttributes(...attribute.KeyValue)     {}
+func (s *dropSpan) TracerProvider() trace.TracerProvider    { return s.tp }
+
+// presetIDs are the ids the layer sampled a new span on; the SDK takes
+// them, once, through idGenerator, so its sampler sees the same trace id.
+type presetIDs struct {
+	tid  trace.TraceID
+	sid  trace.SpanID
+	used bool
+}
+
+type presetKey struct{}
+
+// idGenerator is the SDK's random id generator (math/rand/v2), except that
+// a span the layer has already sampled gets the ids of that decision.
+type idGenerator struct{}
+
+func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if p, _ := ctx.Value(presetKey{}).(*presetIDs); p != nil && !p.used {
+		p.used = true
+		return p.tid, p.sid
+	}
+	return newTraceID(), newSpanID()
+}
+
+func (idGenerator) NewSpanID(ctx context.Context, tid trace.TraceID) trace.SpanID {
+	if p, _ := ctx.Value(presetKey{}).(*presetIDs); p != nil && !p.used && p.tid == tid {
+		p.used = true
+		return p.sid
+	}
+	return newSpanID()
+}
+
+func newTraceID() trace.TraceID {
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.NativeEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.NativeEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	return tid
+}
+
+func newSpanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
 }
 
 // spanWriter records the status for the span and, on the caller hop,
@@ -352,7 +515,7 @@ func (w *spanWriter) addResponseHeaders() {
 	h := w.Header()
 	if _, ok := h["Traceparent"]; !ok {
 		// A tracestate means nothing without its traceparent: both are ours.
-		Inject(trace.ContextWithSpanContext(context.Background(), w.span.SpanContext()), h)
+		injectSpan(w.span, h)
 	}
 	if _, ok := h["Baggage"]; !ok && len(w.baggage) > 0 {
 		h["Baggage"] = w.baggage
