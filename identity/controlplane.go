@@ -75,15 +75,11 @@ type ControlPlaneOptions struct {
 // SVID's lifetime and retries a failed renewal every 10 s while the SVID is
 // valid. Safe for concurrent use; Run owns its goroutine.
 type ControlPlaneSource struct {
-	opts    ControlPlaneOptions
-	id      spiffeid.ID
-	log     *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
+	renewing
+	opts ControlPlaneOptions
+	now  func() time.Time
 
 	pinned atomic.Pointer[x509bundle.Bundle] // verifies the control plane
-	svid   atomic.Pointer[x509svid.SVID]
-	bundle atomic.Pointer[x509bundle.Bundle]
 	// received is when the current SVID arrived (Unix nanoseconds).
 	received atomic.Int64
 }
@@ -96,7 +92,7 @@ func NewControlPlaneSource(ctx context.Context, opts ControlPlaneOptions, id spi
 	if opts.Token == "" {
 		return nil, errors.New("control plane: a join token is required (--join-token or SKEIN_JOIN_TOKEN)")
 	}
-	s := &ControlPlaneSource{opts: opts, id: id, log: log.With("component", "identity"), metrics: m, now: time.Now}
+	s := &ControlPlaneSource{renewing: renewing{id: id, log: log.With("component", "identity"), metrics: m}, opts: opts, now: time.Now}
 	if opts.Bundle != nil {
 		if opts.Bundle.TrustDomain() != id.TrustDomain() {
 			return nil, fmt.Errorf("control plane ca file: trust domain %s, want %s", opts.Bundle.TrustDomain(), id.TrustDomain())
@@ -109,18 +105,6 @@ func NewControlPlaneSource(ctx context.Context, opts ControlPlaneOptions, id spi
 	}
 	m.Initialised(s.svid.Load())
 	return s, nil
-}
-
-// GetX509SVID implements x509svid.Source.
-func (s *ControlPlaneSource) GetX509SVID() (*x509svid.SVID, error) { return s.svid.Load(), nil }
-
-// GetX509BundleForTrustDomain implements x509bundle.Source.
-func (s *ControlPlaneSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
-	b := s.bundle.Load()
-	if b.TrustDomain() != td {
-		return nil, fmt.Errorf("no bundle for trust domain %q", td)
-	}
-	return b, nil
 }
 
 // ControlPlaneBundle returns the roots that verify the control plane: the
@@ -138,16 +122,7 @@ func (s *ControlPlaneSource) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		next := retryInterval
-		if err := s.renew(ctx); err != nil {
-			s.metrics.RotateFailed("control_plane")
-			s.log.Error("svid renewal failed", "spiffe_id", s.id.String(), "err", err)
-		} else {
-			s.metrics.Rotated(s.svid.Load())
-			next = s.untilRenewal()
-			s.log.Info("svid renewed by the control plane", "spiffe_id", s.id.String(), "expires", s.svid.Load().Certificates[0].NotAfter)
-		}
-		t.Reset(next)
+		t.Reset(s.renewed(s.renew(ctx), "control_plane", "svid renewed by the control plane", s.untilRenewal))
 	}
 }
 
@@ -201,11 +176,11 @@ func (s *ControlPlaneSource) renew(ctx context.Context) error {
 	if err := json.Unmarshal(b, &sr); err != nil {
 		return fmt.Errorf("control plane %s: answer: %w", s.opts.Address, err)
 	}
-	certs, err := parseCerts([]byte(sr.Chain))
+	certs, err := ParseCertsPEM([]byte(sr.Chain))
 	if err != nil {
 		return fmt.Errorf("control plane %s: chain: %w", s.opts.Address, err)
 	}
-	roots, err := parseCerts([]byte(sr.Bundle))
+	roots, err := ParseCertsPEM([]byte(sr.Bundle))
 	if err != nil {
 		return fmt.Errorf("control plane %s: bundle: %w", s.opts.Address, err)
 	}
@@ -283,8 +258,9 @@ func VerifyControlPlane(certs []*x509.Certificate, bundle *x509bundle.Bundle) er
 	return nil
 }
 
-// parseCerts reads every PEM certificate in b.
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
+// ParseCertsPEM reads every PEM certificate in b, in order (the inverse
+// of CertsPEM; SignResponse's Chain and Bundle); other blocks are skipped.
+func ParseCertsPEM(b []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
 		var blk *pem.Block

@@ -23,21 +23,55 @@ const retryInterval = 10 * time.Second
 // reloading the CA from disk each time so `skein ca rotate` run by another
 // process reaches it. It is safe for concurrent use; Run owns its goroutine.
 type EmbeddedSource struct {
+	renewing
 	dir       string
-	id        spiffeid.ID
 	ttl, skew time.Duration
 	now       func() time.Time
-	log       *slog.Logger
-	metrics   *Metrics
+}
+
+// renewing is what the sources that renew their own SVID (the embedded
+// CA's and the control plane's) share: the current SVID and bundle, and
+// how a renewal is recorded.
+type renewing struct {
+	id      spiffeid.ID
+	log     *slog.Logger
+	metrics *Metrics
 
 	svid   atomic.Pointer[x509svid.SVID]
 	bundle atomic.Pointer[x509bundle.Bundle]
 }
 
+// GetX509SVID implements x509svid.Source.
+func (r *renewing) GetX509SVID() (*x509svid.SVID, error) { return r.svid.Load(), nil }
+
+// GetX509BundleForTrustDomain implements x509bundle.Source.
+func (r *renewing) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	b := r.bundle.Load()
+	if b.TrustDomain() != td {
+		return nil, fmt.Errorf("no bundle for trust domain %q", td)
+	}
+	return b, nil
+}
+
+// renewed records the outcome err of a renewal and returns how long until
+// the next: after a failure (counted with reason), retryInterval; after a
+// success (logged as msg), until().
+func (r *renewing) renewed(err error, reason, msg string, until func() time.Duration) time.Duration {
+	if err != nil {
+		r.metrics.RotateFailed(reason)
+		r.log.Error("svid renewal failed", "spiffe_id", r.id.String(), "err", err)
+		return retryInterval
+	}
+	sv := r.svid.Load()
+	r.metrics.Rotated(sv)
+	r.log.Info(msg, "spiffe_id", r.id.String(), "expires", sv.Certificates[0].NotAfter)
+	return until()
+}
+
 // NewEmbeddedSource loads the CA in dir and mints the first SVID for id,
 // valid for ttl and back-dated by skew.
 func NewEmbeddedSource(dir string, id spiffeid.ID, ttl, skew time.Duration, m *Metrics, log *slog.Logger) (*EmbeddedSource, error) {
-	s := &EmbeddedSource{dir: dir, id: id, ttl: ttl, skew: skew, now: time.Now, log: log.With("component", "identity"), metrics: m}
+	s := &EmbeddedSource{renewing: renewing{id: id, log: log.With("component", "identity"), metrics: m}, dir: dir, ttl: ttl, skew: skew, now: time.Now}
 	if err := s.renew(); err != nil {
 		m.InitFailed("sign")
 		return nil, err
@@ -58,20 +92,6 @@ func (s *EmbeddedSource) renew() error {
 	s.bundle.Store(ca.Bundle())
 	s.svid.Store(sv)
 	return nil
-}
-
-// GetX509SVID implements x509svid.Source.
-func (s *EmbeddedSource) GetX509SVID() (*x509svid.SVID, error) {
-	return s.svid.Load(), nil
-}
-
-// GetX509BundleForTrustDomain implements x509bundle.Source.
-func (s *EmbeddedSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
-	b := s.bundle.Load()
-	if b.TrustDomain() != td {
-		return nil, fmt.Errorf("no bundle for trust domain %q", td)
-	}
-	return b, nil
 }
 
 // caPollInterval is how often the CA directory is checked for a rotation
@@ -101,16 +121,7 @@ func (s *EmbeddedSource) Run(ctx context.Context) {
 			}
 		case <-t.C:
 		}
-		next := retryInterval
-		if err := s.renew(); err != nil {
-			s.metrics.RotateFailed("sign")
-			s.log.Error("svid renewal failed", "spiffe_id", s.id.String(), "err", err)
-		} else {
-			s.metrics.Rotated(s.svid.Load())
-			next = s.untilRenewal()
-			s.log.Info("svid renewed", "spiffe_id", s.id.String(), "expires", s.svid.Load().Certificates[0].NotAfter)
-		}
-		t.Reset(next)
+		t.Reset(s.renewed(s.renew(), "sign", "svid renewed", s.untilRenewal))
 	}
 }
 

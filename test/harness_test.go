@@ -241,16 +241,23 @@ func (s *sidecar) metric(t *testing.T, name string, want ...string) float64 {
 // metadata fetches /v1.0/metadata.
 func (s *sidecar) metadata(t *testing.T) map[string]any {
 	t.Helper()
-	resp, err := http.Get(s.url("/v1.0/metadata"))
+	return getJSON[map[string]any](t, http.DefaultClient, s.url("/v1.0/metadata"))
+}
+
+// getJSON GETs url with cl and decodes the JSON answer into a T; any
+// error fails the test.
+func getJSON[T any](t *testing.T, cl *http.Client, url string) T {
+	t.Helper()
+	resp, err := cl.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var md map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
-		t.Fatal(err)
+	var v T
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	return md
+	return v
 }
 
 // echoed is what test/testapp's echo endpoint returns.

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -126,18 +125,9 @@ func (tr jaegerTrace) spans() []span {
 // traces returns the traces Jaeger holds for service.
 func (j *jaeger) traces(t *testing.T, service string) []jaegerTrace {
 	t.Helper()
-	resp, err := http.Get(j.api("/api/traces?limit=1000&lookback=1h&service=" + service))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
+	return getJSON[struct {
 		Data []jaegerTrace `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatalf("jaeger /api/traces: %v", err)
-	}
-	return body.Data
+	}](t, http.DefaultClient, j.api("/api/traces?limit=1000&lookback=1h&service="+service)).Data
 }
 
 // tracingConfig writes a Dapr Configuration exporting every span to

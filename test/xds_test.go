@@ -2,7 +2,6 @@ package test
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -47,16 +46,7 @@ func startControlPlane(t *testing.T, m *mesh, dir, addr string) *controlPlane {
 func (c *controlPlane) status(t *testing.T) map[string]any {
 	t.Helper()
 	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := cl.Get("https://" + c.addr + "/v1/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return getJSON[map[string]any](t, cl, "https://"+c.addr+"/v1/status")
 }
 
 // xdsSidecar starts app name and its sidecar on a machine of its own

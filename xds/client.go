@@ -250,9 +250,7 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 		if !ts.wildcard {
 			req.ResourceNames = ts.names
 		}
-		if detail != nil {
-			req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: detail.Error()}
-		}
+		req.ErrorDetail = nackDetail(detail)
 		if !sentNode {
 			req.Node, sentNode = c.node, true
 		}
@@ -269,24 +267,10 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 	}
 	got := false
 	for {
-		resp, err := stream.Recv()
+		resp, ts, err := nextResponse(c, ModeSotW, &got, stream.Recv)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("control plane closed the stream")
-			}
 			return got, err
 		}
-		if !got {
-			got = true
-			c.setConnected(true)
-			c.log.Info("xds connected", "mode", ModeSotW, "node", c.node.GetId())
-		}
-		ts := c.types[resp.GetTypeUrl()]
-		if ts == nil {
-			c.log.Warn("xds response of an unrequested type ignored", "type", resp.GetTypeUrl())
-			continue
-		}
-		ts.nonce = resp.GetNonce()
 		uerr := c.updateSotW(ts, resp)
 		c.finish(ts, resp.GetVersionInfo(), uerr)
 		if err := send(ts, uerr); err != nil {
@@ -300,6 +284,44 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 			}
 		}
 	}
+}
+
+// nextResponse receives the next response of a type the client asked for
+// on a stream of either mode, recording its nonce; a response of another
+// type is logged and skipped. The first response (*got still false) marks
+// the client connected.
+func nextResponse[R interface {
+	GetTypeUrl() string
+	GetNonce() string
+}](c *Client, mode string, got *bool, recv func() (R, error)) (R, *typeState, error) {
+	for {
+		resp, err := recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("control plane closed the stream")
+			}
+			return resp, nil, err
+		}
+		if !*got {
+			*got = true
+			c.setConnected(true)
+			c.log.Info("xds connected", "mode", mode, "node", c.node.GetId())
+		}
+		if ts := c.types[resp.GetTypeUrl()]; ts != nil {
+			ts.nonce = resp.GetNonce()
+			return resp, ts, nil
+		}
+		c.log.Warn("xds response of an unrequested type ignored", "type", resp.GetTypeUrl())
+	}
+}
+
+// nackDetail is the error_detail of a request answering a response: nil
+// for an ACK, the update's error for a NACK.
+func nackDetail(err error) *statuspb.Status {
+	if err == nil {
+		return nil
+	}
+	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 }
 
 // updateSotW translates a state-of-the-world response and applies it.
@@ -368,34 +390,17 @@ func (c *Client) runDelta(ctx context.Context, conn *grpc.ClientConn) (bool, err
 	}
 	got := false
 	for {
-		resp, err := stream.Recv()
+		resp, ts, err := nextResponse(c, ModeDelta, &got, stream.Recv)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = errors.New("control plane closed the stream")
-			}
 			return got, err
 		}
-		if !got {
-			got = true
-			c.setConnected(true)
-			c.log.Info("xds connected", "mode", ModeDelta, "node", c.node.GetId())
-		}
-		ts := c.types[resp.GetTypeUrl()]
-		if ts == nil {
-			c.log.Warn("xds response of an unrequested type ignored", "type", resp.GetTypeUrl())
-			continue
-		}
-		ts.nonce = resp.GetNonce()
 		version := resp.GetSystemVersionInfo()
 		uerr := c.updateDelta(ts, resp)
 		if version == "" {
 			version = versionHash(ts.versions)
 		}
 		c.finish(ts, version, uerr)
-		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: ts.url, ResponseNonce: ts.nonce}
-		if uerr != nil {
-			ack.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: uerr.Error()}
-		}
+		ack := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: ts.url, ResponseNonce: ts.nonce, ErrorDetail: nackDetail(uerr)}
 		if err := send(ack); err != nil {
 			return got, err
 		}
@@ -555,35 +560,32 @@ func decode(url string, a *anypb.Any) (string, any, error) {
 	}
 	switch url {
 	case ListenerType:
-		var m listenerv3.Listener
-		if err := anypb.UnmarshalTo(a, &m, proto.UnmarshalOptions{}); err != nil {
-			return "", nil, err
-		}
-		v, err := translateListener(&m)
-		return m.GetName(), v, err
+		return decodeAs(a, (*listenerv3.Listener).GetName, translateListener)
 	case RouteType:
-		var m routev3.RouteConfiguration
-		if err := anypb.UnmarshalTo(a, &m, proto.UnmarshalOptions{}); err != nil {
-			return "", nil, err
-		}
-		v, err := translateRouteConfig(&m)
-		return m.GetName(), v, err
+		return decodeAs(a, (*routev3.RouteConfiguration).GetName, translateRouteConfig)
 	case ClusterType:
-		var m clusterv3.Cluster
-		if err := anypb.UnmarshalTo(a, &m, proto.UnmarshalOptions{}); err != nil {
-			return "", nil, err
-		}
-		v, err := translateCluster(&m)
-		return m.GetName(), v, err
+		return decodeAs(a, (*clusterv3.Cluster).GetName, translateCluster)
 	case EndpointType:
-		var m endpointv3.ClusterLoadAssignment
-		if err := anypb.UnmarshalTo(a, &m, proto.UnmarshalOptions{}); err != nil {
-			return "", nil, err
-		}
-		t, ins, err := translateEndpoints(&m)
-		return m.GetClusterName(), endpointSet{target: t, instances: ins}, err
+		return decodeAs(a, (*endpointv3.ClusterLoadAssignment).GetClusterName, func(m *endpointv3.ClusterLoadAssignment) (endpointSet, error) {
+			t, ins, err := translateEndpoints(m)
+			return endpointSet{target: t, instances: ins}, err
+		})
 	}
 	return "", nil, fmt.Errorf("type %s: not consumed", url)
+}
+
+// decodeAs unmarshals a into an M, translates it and names it (decode for
+// one type).
+func decodeAs[M any, P interface {
+	*M
+	proto.Message
+}, V any](a *anypb.Any, name func(P) string, translate func(P) (V, error)) (string, any, error) {
+	m := P(new(M))
+	if err := anypb.UnmarshalTo(a, m, proto.UnmarshalOptions{}); err != nil {
+		return "", nil, err
+	}
+	v, err := translate(m)
+	return name(m), v, err
 }
 
 // resubscribe updates the subscriptions by name (routes named by

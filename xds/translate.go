@@ -689,29 +689,32 @@ func translatePermission(pm *rbacconfigv3.Permission, p string) (access.Permissi
 			return access.Permission{}, fieldError(p+".header", "empty method")
 		}
 		return access.Permission{Method: v}, nil
-	case *rbacconfigv3.Permission_OrRules, *rbacconfigv3.Permission_AndRules:
-		set, field := pm.GetOrRules(), "or_rules"
-		if set == nil {
-			set, field = pm.GetAndRules(), "and_rules"
-		}
-		rules := []access.Permission{}
-		var errs []error
-		for i, q := range set.GetRules() {
-			v, err := translatePermission(q, fmt.Sprintf("%s.%s.rules[%d]", p, field, i))
-			errs = append(errs, err)
-			rules = append(rules, v)
-		}
-		if len(rules) == 0 {
-			errs = append(errs, fieldError(p+"."+field+".rules", "at least one required"))
-		}
-		if field == "or_rules" {
-			return access.Permission{Or: rules}, errors.Join(errs...)
-		}
-		return access.Permission{And: rules}, errors.Join(errs...)
+	case *rbacconfigv3.Permission_OrRules:
+		rules, err := translateSet(r.OrRules.GetRules(), p+".or_rules.rules", translatePermission)
+		return access.Permission{Or: rules}, err
+	case *rbacconfigv3.Permission_AndRules:
+		rules, err := translateSet(r.AndRules.GetRules(), p+".and_rules.rules", translatePermission)
+		return access.Permission{And: rules}, err
 	case nil:
 		return access.Permission{}, fieldError(p, "empty permission")
 	}
 	return access.Permission{}, fieldError(p+"."+oneofName(pm, "rule"), "unsupported permission")
+}
+
+// translateSet translates the rules of an or/and set, the list at path p
+// (at least one required).
+func translateSet[Q, T any](set []Q, p string, translate func(Q, string) (T, error)) ([]T, error) {
+	out := []T{}
+	var errs []error
+	for i, q := range set {
+		v, err := translate(q, fmt.Sprintf("%s[%d]", p, i))
+		errs = append(errs, err)
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		errs = append(errs, fieldError(p, "at least one required"))
+	}
+	return out, errors.Join(errs...)
 }
 
 func translatePrincipal(pr *rbacconfigv3.Principal, p string) (access.Principal, error) {
@@ -726,25 +729,12 @@ func translatePrincipal(pr *rbacconfigv3.Principal, p string) (access.Principal,
 		}
 		m, err := translateString(sm, p+".authenticated.principal_name")
 		return access.Principal{ID: m}, err
-	case *rbacconfigv3.Principal_OrIds, *rbacconfigv3.Principal_AndIds:
-		set, field := pr.GetOrIds(), "or_ids"
-		if set == nil {
-			set, field = pr.GetAndIds(), "and_ids"
-		}
-		ids := []access.Principal{}
-		var errs []error
-		for i, q := range set.GetIds() {
-			v, err := translatePrincipal(q, fmt.Sprintf("%s.%s.ids[%d]", p, field, i))
-			errs = append(errs, err)
-			ids = append(ids, v)
-		}
-		if len(ids) == 0 {
-			errs = append(errs, fieldError(p+"."+field+".ids", "at least one required"))
-		}
-		if field == "or_ids" {
-			return access.Principal{Or: ids}, errors.Join(errs...)
-		}
-		return access.Principal{And: ids}, errors.Join(errs...)
+	case *rbacconfigv3.Principal_OrIds:
+		ids, err := translateSet(id.OrIds.GetIds(), p+".or_ids.ids", translatePrincipal)
+		return access.Principal{Or: ids}, err
+	case *rbacconfigv3.Principal_AndIds:
+		ids, err := translateSet(id.AndIds.GetIds(), p+".and_ids.ids", translatePrincipal)
+		return access.Principal{And: ids}, err
 	case nil:
 		return access.Principal{}, fieldError(p, "empty principal")
 	}

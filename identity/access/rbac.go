@@ -121,56 +121,53 @@ func (r *RBAC) Validate() error {
 		if len(p.Principals) == 0 {
 			errs = append(errs, fmt.Errorf("%s.principals: at least one required", path))
 		}
-		for i, pm := range p.Permissions {
-			errs = append(errs, pm.validate(fmt.Sprintf("%s.permissions[%d]", path, i)))
-		}
-		for i, pr := range p.Principals {
-			errs = append(errs, pr.validate(fmt.Sprintf("%s.principals[%d]", path, i)))
-		}
+		errs = append(errs, validateEach(path, "permissions", p.Permissions)...)
+		errs = append(errs, validateEach(path, "principals", p.Principals)...)
 	}
 	return errors.Join(errs...)
 }
 
 func (p *Permission) validate(path string) error {
-	n := 0
-	for _, set := range []bool{p.Any, p.Path != nil, p.Method != "", p.Or != nil, p.And != nil} {
-		if set {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := countSet(p.Any, p.Path != nil, p.Method != "", p.Or != nil, p.And != nil); n != 1 {
 		return fmt.Errorf("%s: exactly one rule required, %d set", path, n)
 	}
-	var errs []error
-	for i, q := range p.Or {
-		errs = append(errs, q.validate(fmt.Sprintf("%s.or_rules[%d]", path, i)))
-	}
-	for i, q := range p.And {
-		errs = append(errs, q.validate(fmt.Sprintf("%s.and_rules[%d]", path, i)))
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(validateEach(path, "or_rules", p.Or), validateEach(path, "and_rules", p.And)...)...)
 }
 
 func (p *Principal) validate(path string) error {
+	if n := countSet(p.Any, p.ID != nil, p.Or != nil, p.And != nil); n != 1 {
+		return fmt.Errorf("%s: exactly one identifier required, %d set", path, n)
+	}
+	return errors.Join(append(validateEach(path, "or_ids", p.Or), validateEach(path, "and_ids", p.And)...)...)
+}
+
+// countSet counts the fields set of a rule whose fields are exclusive.
+func countSet(set ...bool) int {
 	n := 0
-	for _, set := range []bool{p.Any, p.ID != nil, p.Or != nil, p.And != nil} {
-		if set {
+	for _, s := range set {
+		if s {
 			n++
 		}
 	}
-	if n != 1 {
-		return fmt.Errorf("%s: exactly one identifier required, %d set", path, n)
-	}
-	var errs []error
-	for i, q := range p.Or {
-		errs = append(errs, q.validate(fmt.Sprintf("%s.or_ids[%d]", path, i)))
-	}
-	for i, q := range p.And {
-		errs = append(errs, q.validate(fmt.Sprintf("%s.and_ids[%d]", path, i)))
-	}
-	return errors.Join(errs...)
+	return n
 }
 
+// validateEach validates rules, the list path.field, naming each
+// path.field[i].
+func validateEach[T any, V interface {
+	*T
+	validate(path string) error
+}](path, field string, rules []T) []error {
+	var errs []error
+	for i := range rules {
+		errs = append(errs, V(&rules[i]).validate(fmt.Sprintf("%s.%s[%d]", path, field, i)))
+	}
+	return errs
+}
+
+// match decides a permission. Its Or and And loops stand again in
+// Principal.match on purpose: a generic helper makes req escape to the
+// heap, and Decide must not allocate (TestRBACDecide).
 func (p *Permission) match(req *Request) bool {
 	switch {
 	case p.Any:

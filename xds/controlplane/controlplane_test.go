@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -514,7 +513,7 @@ func TestSigningEndpoint(t *testing.T) {
 	if err := json.Unmarshal(out, &sr); err != nil {
 		t.Fatal(err)
 	}
-	chain, err := x509svidParse(sr.Chain)
+	chain, err := identity.ParseCertsPEM([]byte(sr.Chain))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,27 +569,6 @@ func TestSigningEndpoint(t *testing.T) {
 			t.Error("signing endpoint answered over cleartext")
 		}
 	}
-}
-
-func x509svidParse(chainPEM string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := []byte(chainPEM)
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return out, nil
 }
 
 func TestControlPlaneSource(t *testing.T) {
