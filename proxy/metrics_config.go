@@ -106,9 +106,9 @@ func decodeMetrics(n *yaml.Node, path string) (*MetricsSpec, error) {
 	d.Mapping(n, path, func(key string, v *yaml.Node, p string) bool {
 		switch key {
 		case "enabled":
-			decodeBool(&d, v, p, &m.Enabled)
+			d.Bool(v, p, &m.Enabled)
 		case "recordErrorCodes":
-			decodeBool(&d, v, p, &m.RecordErrorCodes)
+			d.Bool(v, p, &m.RecordErrorCodes)
 		case "latencyDistributionBuckets":
 			d.List(v, p, func(i int, v *yaml.Node, p string) {
 				f, err := strconv.ParseFloat(v.Value, 64)
@@ -126,9 +126,9 @@ func decodeMetrics(n *yaml.Node, path string) (*MetricsSpec, error) {
 			d.Mapping(v, p, func(key string, v *yaml.Node, p string) bool {
 				switch key {
 				case "increasedCardinality":
-					decodeBool(&d, v, p, &m.IncreasedCardinality)
+					d.Bool(v, p, &m.IncreasedCardinality)
 				case "excludeVerbs":
-					decodeBool(&d, v, p, &m.ExcludeVerbs)
+					d.Bool(v, p, &m.ExcludeVerbs)
 				case "pathMatching":
 					d.List(v, p, func(i int, v *yaml.Node, p string) {
 						var s string
@@ -213,16 +213,6 @@ func decodeRule(d *yamlfield.Decoder, n *yaml.Node, path string) MetricRule {
 		d.Errorf(n, path+".name", "required")
 	}
 	return r
-}
-
-func decodeBool(d *yamlfield.Decoder, n *yaml.Node, path string, dst *bool) {
-	n = yamlfield.Resolve(n)
-	b, err := strconv.ParseBool(n.Value)
-	if n.Kind != yaml.ScalarNode || err != nil {
-		d.Errorf(n, path, "must be true or false")
-		return
-	}
-	*dst = b
 }
 
 // invokePrefix is how pathMatching patterns are expanded to match the

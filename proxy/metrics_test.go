@@ -377,7 +377,7 @@ func TestMetricsDisabled(t *testing.T) {
 
 func TestMetricsConfigRejected(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{
-		{"metrics:\n  enabled: maybe", "spec.metrics.enabled: must be true or false"},
+		{"metrics:\n  enabled: maybe", `spec.metrics.enabled: "maybe": must be true or false`},
 		{"metrics:\n  latencyDistributionBuckets: [5, 1]", "buckets must increase"},
 		{"metrics:\n  http:\n    pathMatching: [orders]", "must start with /"},
 		{"metrics:\n  http:\n    pathMatching: ['/a/{x', '/b']", "spec.metrics.http.pathMatching"},

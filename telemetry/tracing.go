@@ -64,7 +64,7 @@ func DecodeTracing(n *yaml.Node) (*TracingSpec, error) {
 		case "samplingRate":
 			d.Str(v, path, &s.SamplingRate)
 		case "stdout":
-			decodeBool(&d, v, path, func(b bool) { s.Stdout = b })
+			d.Bool(v, path, &s.Stdout)
 		case "zipkin":
 			d.Mapping(v, path, func(key string, v *yaml.Node, path string) bool {
 				if key != "endpointAddress" {
@@ -97,7 +97,10 @@ func decodeOtel(d *yamlfield.Decoder, n *yaml.Node, path string, o *OtelSpec) {
 				d.Errorf(v, path, "%q: must be grpc or http", o.Protocol)
 			}
 		case "isSecure":
-			decodeBool(d, v, path, func(b bool) { o.IsSecure = &b })
+			var b bool
+			if d.Bool(v, path, &b) {
+				o.IsSecure = &b
+			}
 		case "timeout":
 			var s string
 			d.Str(v, path, &s)
@@ -160,20 +163,6 @@ func decodeHeaders(d *yamlfield.Decoder, n *yaml.Node, path string, dst *[]Heade
 		}
 		*dst = append(*dst, h)
 	})
-}
-
-func decodeBool(d *yamlfield.Decoder, n *yaml.Node, path string, set func(bool)) {
-	var s string
-	d.Str(n, path, &s)
-	if s == "" {
-		return
-	}
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		d.Errorf(n, path, "%q: must be true or false", s)
-		return
-	}
-	set(b)
 }
 
 // SamplingRate parses a samplingRate as Dapr does: "" or unparseable gives

@@ -119,6 +119,22 @@ func (d *Decoder) Int(n *yaml.Node, path string, dst *int) bool {
 	return true
 }
 
+// Bool decodes true or false (a quoted one too); it reports whether n
+// held one. Null leaves dst as it is.
+func (d *Decoder) Bool(n *yaml.Node, path string, dst *bool) bool {
+	n = Resolve(n)
+	if IsNull(n) {
+		return false
+	}
+	b, err := strconv.ParseBool(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		d.Errorf(n, path, "%q: must be true or false", n.Value)
+		return false
+	}
+	*dst = b
+	return true
+}
+
 // Field returns the value of key in mapping n (documents and aliases
 // followed), or nil when n is not a mapping or has no such key.
 func Field(n *yaml.Node, key string) *yaml.Node {

@@ -76,3 +76,26 @@ func TestUnknownFieldAndNull(t *testing.T) {
 		t.Error("IsNull")
 	}
 }
+
+func TestBool(t *testing.T) {
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("t: true\nq: \"false\"\nz: ~\nbad: maybe\nm: {x: 1}\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	got := map[string]bool{}
+	held := map[string]bool{}
+	d.Mapping(&n, "root", func(key string, v *yaml.Node, path string) bool {
+		b := true // null must leave it alone
+		held[key] = d.Bool(v, path, &b)
+		got[key] = b
+		return true
+	})
+	if !got["t"] || got["q"] || !got["z"] || !held["t"] || !held["q"] || held["z"] || held["bad"] || held["m"] {
+		t.Errorf("values %v, held %v", got, held)
+	}
+	err := d.Err()
+	if err == nil || !strings.Contains(err.Error(), `root.bad: "maybe": must be true or false`) || !strings.Contains(err.Error(), "root.m:") {
+		t.Errorf("errors: %v", err)
+	}
+}
