@@ -84,7 +84,7 @@ func (s *Sidecar) accessLayer(inbound bool) func(http.Handler) http.Handler {
 			if r.Body != nil && r.Body != http.NoBody {
 				r.Body = &accessBody{ReadCloser: r.Body, n: &rec.bytesIn}
 			}
-			cw := &accessWriter{ResponseWriter: w}
+			cw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), accessKey{}, rec)))
 			if rec.call == nil {
 				return // a control endpoint or a request that named no call
@@ -95,7 +95,7 @@ func (s *Sidecar) accessLayer(inbound bool) func(http.Handler) http.Handler {
 }
 
 // write formats the line by hand: one buffer from a pool, no reflection.
-func (l *accessLog) write(s *Sidecar, rec *accessRecord, cw *accessWriter, r *http.Request) {
+func (l *accessLog) write(s *Sidecar, rec *accessRecord, cw *statusWriter, r *http.Request) {
 	bp := l.buf.Get().(*[]byte)
 	b := (*bp)[:0]
 	ms := func(name string, d int64) {
@@ -257,35 +257,3 @@ func (b *accessBody) Read(p []byte) (int, error) {
 	b.n.Add(int64(n))
 	return n, err
 }
-
-// accessWriter records the status and counts the response bytes; it
-// keeps streaming working (Flush, and Unwrap for http.ResponseController).
-type accessWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *accessWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *accessWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-func (w *accessWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *accessWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -119,24 +118,19 @@ func readResources(file string, h io.Writer) ([]Resource, error) {
 		return nil, err
 	}
 	_, _ = h.Write(b)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var out []Resource
-	for i := 0; ; i++ {
-		var r Resource
-		err := dec.Decode(&r)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
-		}
+	err = yamlfield.Documents(file, b, func(n int, r *Resource) error {
 		if err := r.validate(); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", file, i+1, err)
+			return fmt.Errorf("%s: document %d: %w", file, n, err)
 		}
 		r.File = file
-		out = append(out, r)
+		out = append(out, *r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // Snapshot is a compiled Config. It is immutable once stored; a request

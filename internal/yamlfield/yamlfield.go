@@ -17,8 +17,10 @@
 package yamlfield
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"go.yaml.in/yaml/v3"
@@ -171,4 +173,26 @@ func Resolve(n *yaml.Node) *yaml.Node {
 // IsNull reports whether n is absent or YAML null.
 func IsNull(n *yaml.Node) bool {
 	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// Documents decodes every document of a multi-document YAML file into a
+// fresh T, strictly (unknown fields are errors), and hands each to each
+// with its 1-based number. A document that does not decode stops it with
+// "<file>: document <n>: <error>"; an error from each stops it as is.
+func Documents[T any](file string, b []byte, each func(n int, doc *T) error) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	for n := 1; ; n++ {
+		doc := new(T)
+		err := dec.Decode(doc)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: document %d: %w", file, n, err)
+		}
+		if err := each(n, doc); err != nil {
+			return err
+		}
+	}
 }

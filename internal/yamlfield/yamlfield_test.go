@@ -99,3 +99,21 @@ func TestBool(t *testing.T) {
 		t.Errorf("errors: %v", err)
 	}
 }
+
+func TestDocuments(t *testing.T) {
+	type doc struct {
+		Kind string `yaml:"kind"`
+	}
+	var kinds []string
+	err := Documents("f.yaml", []byte("kind: A\n---\nkind: B\n"), func(n int, d *doc) error {
+		kinds = append(kinds, d.Kind)
+		return nil
+	})
+	if err != nil || strings.Join(kinds, ",") != "A,B" {
+		t.Errorf("kinds %v, err %v", kinds, err)
+	}
+	err = Documents("f.yaml", []byte("kind: A\n---\nkind: B\nextra: 1\n"), func(int, *doc) error { return nil })
+	if err == nil || !strings.HasPrefix(err.Error(), "f.yaml: document 2: ") || !strings.Contains(err.Error(), "extra") {
+		t.Errorf("unknown field: %v", err)
+	}
+}

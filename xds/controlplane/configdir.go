@@ -168,22 +168,12 @@ func loadDir(dir string) (*dirConfig, error) {
 
 // addYAML decodes the resources of one YAML file.
 func (c *dirConfig) addYAML(file string, b []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var errs []error
-	for i := 1; ; i++ {
-		var r envelope
-		err := dec.Decode(&r)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: document %d: %w", file, i, err)
-		}
+	err := yamlfield.Documents(file, b, func(i int, r *envelope) error {
 		where := fmt.Sprintf("%s: %s %s", file, r.Kind, r.Metadata.Name)
 		if r.Metadata.Name == "" {
 			errs = append(errs, fmt.Errorf("%s: document %d: metadata.name: required", file, i))
-			continue
+			return nil
 		}
 		ns := r.Metadata.Namespace
 		if ns == "" {
@@ -191,14 +181,14 @@ func (c *dirConfig) addYAML(file string, b []byte) error {
 		}
 		switch r.Kind {
 		case "Configuration":
-			if err := c.addConfiguration(&r, ns); err != nil {
+			if err := c.addConfiguration(r, ns); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			}
 		case "Resiliency":
 			sp, err := resiliency.Decode(&r.Spec)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
-				continue
+				return nil
 			}
 			sp.Name, sp.Namespace, sp.Scopes = r.Metadata.Name, r.Metadata.Namespace, r.Scopes
 			c.resiliency = append(c.resiliency, sp)
@@ -206,17 +196,18 @@ func (c *dirConfig) addYAML(file string, b []byte) error {
 			sp, err := decodeEndpoints(&r.Spec)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", where, err))
-				continue
+				return nil
 			}
 			k := appKey{r.Metadata.Name, ns}
 			if _, dup := c.endpoints[k]; dup {
 				errs = append(errs, fmt.Errorf("%s: a second Endpoints resource for %s", where, k.clusterName()))
-				continue
+				return nil
 			}
 			c.endpoints[k] = sp
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 // addConfiguration takes a Configuration's spec.accessControl as the
