@@ -404,6 +404,7 @@ func FuzzTraceHeaders(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, tp, ts, bag string) {
+		defer rec.Reset()
 		var out http.Header
 		h := tr.Caller(reject)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			out = r.Header.Clone()
@@ -434,6 +435,5 @@ func FuzzTraceHeaders(f *testing.F) {
 		if got := out.Values("Baggage"); len(got) != 1 || got[0] != bag {
 			t.Fatalf("baggage %q changed to %q", bag, got)
 		}
-		rec.Reset()
 	})
 }
