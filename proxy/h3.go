@@ -18,6 +18,7 @@ import (
 
 // Peer transports a caller can choose (--peer-transport).
 const (
+	PeerHTTP1 = "h1"
 	PeerHTTP2 = "h2"
 	PeerHTTP3 = "h3"
 )

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -15,20 +14,24 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy/h1"
 )
 
-// peerTransports carries calls to other sidecars: pooled, multiplexed
-// HTTP/2. With an identity source it is mTLS, with one pool per target app
-// whose handshakes require the server to prove that app's SPIFFE ID, so a
+// peerTransports carries calls to other sidecars: pooled keep-alive
+// HTTP/1.1 on the lean transport (proxy/h1, the default), or pooled,
+// multiplexed HTTP/2, or HTTP/3 falling back to HTTP/2 (--peer-transport).
+// With an identity source it is mTLS, with one pool per target app whose
+// handshakes require the server to prove that app's SPIFFE ID, so a
 // connection made for one app is never reused for another; without one it
-// is cleartext h2c (--enable-mtls=false). Safe for concurrent use.
+// is cleartext (h2c with prior knowledge for HTTP/2;
+// --enable-mtls=false). Safe for concurrent use.
 type peerTransports struct {
 	src     identity.Source // nil: cleartext
 	td      spiffeid.TrustDomain
 	metrics *identity.Metrics
 	log     *slog.Logger
-	h3      bool // try HTTP/3 first
-	plain   *http.Transport
+	kind    string // PeerHTTP1, PeerHTTP2 or PeerHTTP3
+	plain   peerPool
 
 	mu    sync.Mutex
 	byApp map[string]peerPool // "<app-id>.<namespace>" → mTLS pool
@@ -40,8 +43,26 @@ type peerPool interface {
 	CloseIdleConnections()
 }
 
-func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity.Metrics, h3 bool, log *slog.Logger) *peerTransports {
-	return &peerTransports{src: src, td: td, metrics: m, h3: h3, log: log, plain: newPeerTransport(), byApp: map[string]peerPool{}}
+func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity.Metrics, kind string, log *slog.Logger) *peerTransports {
+	if kind == "" {
+		kind = PeerHTTP1
+	}
+	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[string]peerPool{}}
+	if kind == PeerHTTP1 {
+		p.plain = &h1.Transport{Dial: h1.DialTCP(peerDialer()), IdleTimeout: peerClientIdleTimeout}
+	} else {
+		p.plain = newPeerTransport()
+	}
+	return p
+}
+
+// peerClientIdleTimeout closes a pooled HTTP/1.1 connection to a peer
+// idle this long, well before the peer's own idle timeout, so the server
+// never closes a connection as the caller reuses it.
+const peerClientIdleTimeout = time.Minute
+
+func peerDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 }
 
 // scheme is the URL scheme of peer calls.
@@ -77,51 +98,50 @@ func (p *peerTransports) transportFor(name string) (peerPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spiffe id of %s: %w", name, err)
 	}
-	cfg := identity.ClientConfig(p.src, want, "h2")
+	dial := p.dialTLS(name)
+	if p.kind == PeerHTTP1 {
+		pool := &h1.Transport{Dial: dial(identity.ClientConfig(p.src, want, "http/1.1")), IdleTimeout: peerClientIdleTimeout}
+		p.byApp[name] = pool
+		return pool, nil
+	}
 	t := newPeerTransport()
 	var proto http.Protocols
 	proto.SetHTTP2(true)
 	t.Protocols = &proto
 	t.ForceAttemptHTTP2 = true
-	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		// With a custom TLS dialer net/http reports neither step to an
-		// httptrace.ClientTrace (the access log's timings): report both.
-		trace := httptrace.ContextClientTrace(ctx)
-		if trace != nil && trace.ConnectStart != nil {
-			trace.ConnectStart(network, addr)
-		}
-		c, err := dialer.DialContext(ctx, network, addr)
-		if trace != nil && trace.ConnectDone != nil {
-			trace.ConnectDone(network, addr, err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		tc := tls.Client(c, cfg)
-		if trace != nil && trace.TLSHandshakeStart != nil {
-			trace.TLSHandshakeStart()
-		}
-		err = tc.HandshakeContext(ctx)
-		if trace != nil && trace.TLSHandshakeDone != nil {
-			trace.TLSHandshakeDone(tc.ConnectionState(), err)
-		}
-		if err != nil {
-			_ = c.Close()
-			reason := identity.Classify(err)
-			p.metrics.HandshakeFailed("client", reason)
-			p.log.Warn("peer handshake refused", "peer", addr, "target", name, "reason", reason, "err", err)
-			// Nothing was sent: the picker may try another instance.
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: c.RemoteAddr(), Err: err}
-		}
-		return tc, nil
-	}
+	h2dial := dial(identity.ClientConfig(p.src, want, "h2"))
+	t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return h2dial(ctx, addr) }
 	var pool peerPool = t
-	if p.h3 {
+	if p.kind == PeerHTTP3 {
 		pool = newH3First(identity.ClientConfig(p.src, want, "h3"), t, p.log)
 	}
 	p.byApp[name] = pool
 	return pool, nil
+}
+
+// dialTLS returns, for a TLS configuration, the dialer of mTLS connections
+// to instances of the app name: refused handshakes are counted and logged,
+// and reported as dial errors, since nothing was sent.
+func (p *peerTransports) dialTLS(name string) func(cfg *tls.Config) func(context.Context, string) (net.Conn, error) {
+	return func(cfg *tls.Config) func(context.Context, string) (net.Conn, error) {
+		dial := h1.DialTCP(peerDialer())
+		return func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			remote := c.RemoteAddr()
+			tc, err := h1.Handshake(ctx, c, cfg)
+			if err != nil {
+				reason := identity.Classify(err)
+				p.metrics.HandshakeFailed("client", reason)
+				p.log.Warn("peer handshake refused", "peer", addr, "target", name, "reason", reason, "err", err)
+				// Nothing was sent: the picker may try another instance.
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: remote, Err: err}
+			}
+			return tc, nil
+		}
+	}
 }
 
 // closeIdle closes idle connections of every pool.

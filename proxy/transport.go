@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/skeinmesh/skein/proxy/h1"
 )
 
 // newPeerTransport returns the pooled, multiplexed HTTP/2 transport to other
@@ -30,30 +32,41 @@ func newPeerTransport() *http.Transport {
 	}
 }
 
-// newAppTransport returns the transport to the local app: a keep-alive
-// HTTP/1.1 pool, or h2c with --app-protocol h2c, or TLS without
-// verification with https (as Dapr does toward its own app).
-func newAppTransport(protocol string) *http.Transport {
-	var p http.Protocols
+// pool is a client transport with a connection pool.
+type pool interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+// newAppTransport returns the transport to the local app: the lean
+// HTTP/1.1 client (proxy/h1: request and response on the caller's
+// goroutine), over TLS without verification with https (as Dapr does
+// toward its own app), or net/http's h2c with --app-protocol h2c.
+func newAppTransport(protocol string) pool {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	switch protocol {
 	case "h2c":
+		var p http.Protocols
 		p.SetUnencryptedHTTP2(true)
-	default:
-		p.SetHTTP1(true)
+		return &http.Transport{
+			Protocols:           &p,
+			DialContext:         d.DialContext,
+			DisableCompression:  true,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     90 * time.Second,
+		}
+	case "https":
+		cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}} // #nosec G402 -- Dapr does not verify its own app
+		return &h1.Transport{Dial: h1.DialTLS(d, cfg), MaxIdlePerHost: 1024, IdleTimeout: appIdleTimeout}
 	}
-	t := &http.Transport{
-		Protocols:           &p,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		DisableCompression:  true,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	if protocol == "https" {
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // #nosec G402 -- Dapr does not verify its own app
-	}
-	return t
+	return &h1.Transport{Dial: h1.DialTCP(d), MaxIdlePerHost: 1024, IdleTimeout: appIdleTimeout}
 }
+
+// appIdleTimeout closes app connections idle this long: below the 5 s
+// keep-alive timeout of Node.js servers, so the app rarely closes a
+// connection as the sidecar reuses it.
+const appIdleTimeout = 4 * time.Second
 
 // appChannelErrors marks every failure of the app transport as an
 // app-channel failure, except the caller's own cancellation and deadline and
@@ -70,7 +83,9 @@ func appChannelErrors(next http.RoundTripper) http.RoundTripper {
 }
 
 // limitConcurrency queues calls beyond n in flight (n <= 0: unlimited). A
-// queued call whose context ends gets its context error.
+// queued call whose context ends gets its context error. The slot is freed
+// when the response body is closed, or at once if the layers below fail or
+// panic (TestLimitConcurrencyReleasesOnPanic).
 func limitConcurrency(n int) func(http.RoundTripper) http.RoundTripper {
 	return func(next http.RoundTripper) http.RoundTripper {
 		if n <= 0 {
@@ -83,12 +98,18 @@ func limitConcurrency(n int) func(http.RoundTripper) http.RoundTripper {
 			case <-r.Context().Done():
 				return nil, r.Context().Err()
 			}
+			held := true
+			defer func() {
+				if held {
+					<-sem
+				}
+			}()
 			resp, err := next.RoundTrip(r)
 			if err != nil {
-				<-sem
 				return nil, err
 			}
 			resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { <-sem }}
+			held = false // the body frees it now
 			return resp, nil
 		})
 	}

@@ -18,26 +18,6 @@ import (
 // answers 503, as Envoy's overflow does.
 var errOverflow = fmt.Errorf("too many calls in flight (xds max_requests): %w", resiliency.ErrCircuitOpen)
 
-// xdsPolicy adjusts p, the files' policy of call c, by xDS: the target's
-// retry budget, and the timeout and retry policy of the first route that
-// matches the method (see XDSConfig for the precedence).
-func (x *xdsSnapshot) policy(c *call, p resiliency.Policy) resiliency.Policy {
-	a := x.apps[c.target]
-	if a == nil {
-		return p
-	}
-	if a.budget != nil {
-		p.Budget = a.budget
-	}
-	if r := a.match(c.method); r != nil {
-		p.Timeout, p.TimeoutName = r.perTry, r.name
-		p.Retry, p.RetryName = r.retry, r.name
-		p.BuiltInRetries = false
-		p.Resource, p.Namespace = "xds", ""
-	}
-	return p
-}
-
 // xdsCalls is the layer of an xDS target's call-wide limits, outside the
 // retry layer so that they cover every try: the cap on calls in flight
 // (max_requests), which refuses at once, and the route's timeout, a
@@ -45,18 +25,11 @@ func (x *xdsSnapshot) policy(c *call, p resiliency.Policy) resiliency.Policy {
 // the deadline last until the response body is closed.
 func (s *Sidecar) xdsCalls(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		c := callFrom(r.Context())
-		if c == nil || c.snap.xds == nil {
+		rt := routeOf(r)
+		if rt == nil || rt.xds == nil {
 			return next.RoundTrip(r)
 		}
-		a := c.snap.xds.apps[c.target]
-		if a == nil {
-			return next.RoundTrip(r)
-		}
-		var route *xdsRoute
-		if len(a.routes) > 0 {
-			route = a.match(c.method)
-		}
+		a, route := rt.xds, rt.route
 		limited := a.maxRequests > 0 && a.inflight != nil
 		if !limited && (route == nil || route.timeout <= 0) {
 			return next.RoundTrip(r)

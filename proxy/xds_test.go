@@ -125,12 +125,14 @@ func TestXDSRouteMatch(t *testing.T) {
 
 // TestXDSPolicyPrecedence: per app, a matching xDS route's timeout and
 // retry replace the files'; the files' breaker stays; without a matching
-// route the files' policy applies; the cluster's retry budget always does.
+// route the files' policy applies; the cluster's retry budget always does;
+// a target xDS does not know keeps the files' policy.
 func TestXDSPolicyPrecedence(t *testing.T) {
 	s := newXDSSidecar(t)
 	if err := s.Apply(resiliencyFiles(t)); err != nil {
 		t.Fatal(err)
 	}
+	filesOnly := s.snap.Load()
 	retry := &resiliency.RetryPolicy{Exponential: true, Initial: 10 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxRetries: 2}
 	budget := &resiliency.BudgetConfig{Ratio: 0.1, PerSecond: 1}
 	if err := s.ApplyXDS(&XDSConfig{Version: "x1", Apps: map[Target]XDSApp{ordersT: {
@@ -139,18 +141,39 @@ func TestXDSPolicyPrecedence(t *testing.T) {
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	policy := func(method string) resiliency.Policy {
-		c := &call{target: ordersT, method: method, name: "orders", snap: s.snap.Load()}
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		return s.policyOf(r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	withXDS := s.snap.Load()
+	type want struct {
+		timeout    time.Duration
+		retries    int
+		breaker    bool
+		budget     *resiliency.BudgetConfig
+		retryName  string
+		builtIn    bool
+		xdsCluster bool
 	}
-	p := policy("slow/x")
-	if p.Timeout != time.Second || p.Retry != retry || p.Breaker == nil || p.Budget != budget || p.RetryName != "slow" {
-		t.Errorf("matched route: policy = %+v, want the route's timeout and retry, the files' breaker, the cluster's budget", p)
-	}
-	p = policy("fast")
-	if p.Timeout != 50*time.Millisecond || p.Retry == nil || p.Retry.MaxRetries != 3 || p.Breaker == nil || p.Budget != budget {
-		t.Errorf("no matching route: policy = %+v, want the files' policy and the cluster's budget", p)
+	for _, tc := range []struct {
+		name   string
+		snap   *Snapshot
+		target Target
+		method string
+		want   want
+	}{
+		{"files only", filesOnly, ordersT, "slow/x", want{timeout: 50 * time.Millisecond, retries: 3, breaker: true, retryName: "three"}},
+		{"xds route matches", withXDS, ordersT, "slow/x", want{timeout: time.Second, retries: 2, breaker: true, budget: budget, retryName: "slow", xdsCluster: true}},
+		{"xds cluster, no route matches", withXDS, ordersT, "fast", want{timeout: 50 * time.Millisecond, retries: 3, breaker: true, budget: budget, retryName: "three", xdsCluster: true}},
+		{"target unknown to both", withXDS, Target{AppID: "other", Namespace: "default"}, "slow/x", want{builtIn: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := tc.snap.routeFor(&call{target: tc.target, method: tc.method, name: tc.target.AppID, snap: tc.snap})
+			p := rt.Policy
+			got := want{timeout: p.Timeout, breaker: p.Breaker != nil, budget: p.Budget, retryName: p.RetryName, builtIn: p.BuiltInRetries, xdsCluster: rt.xds != nil}
+			if p.Retry != nil {
+				got.retries = p.Retry.MaxRetries
+			}
+			if got != tc.want {
+				t.Errorf("route policy = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -169,6 +192,7 @@ func (b blockingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func xdsCallRequest(s *Sidecar, method string) *http.Request {
 	c := &call{target: ordersT, method: method, snap: s.snap.Load()}
+	c.route = c.snap.routeFor(c)
 	r := httptest.NewRequest(http.MethodGet, "http://orders.default/"+method, nil)
 	return r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 }

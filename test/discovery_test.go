@@ -14,58 +14,75 @@ import (
 	"time"
 )
 
-// TestPeerHopIsPooledHTTP2 is acceptance point 6, sidecar to sidecar: the
-// peer-facing port speaks h2c, and calls share a handful of connections,
-// multiplexed when they overlap. The callee counts the connections it
-// accepts; the count is cumulative over the subtests.
-func TestPeerHopIsPooledHTTP2(t *testing.T) {
-	const maxConns = 4
-	m := newMesh(t)
-	bPort, _ := m.app("b")
-	b := m.sidecar("app-b", bPort)
-	a := m.sidecar("app-a", 0)
-
-	tests := []struct {
-		name        string
-		calls       int
-		concurrency int
-		method      string
+// TestPeerHopIsPooled is acceptance point 6, sidecar to sidecar: calls
+// reuse a few kept-alive connections. With the default transport
+// (keep-alive HTTP/1.1) a connection carries one call at a time, so
+// overlapping calls open up to as many connections as calls overlap, and
+// the pool keeps them: a second wave opens none. With --peer-transport h2
+// calls are multiplexed on a handful of connections. The count is
+// cumulative over the subtests of a transport.
+func TestPeerHopIsPooled(t *testing.T) {
+	for _, tr := range []struct {
+		name  string
+		flags []string
+		// most connections after each wave
+		maxConns func(concurrency int) float64
+		// calls overlapping at the app prove multiplexing
+		multiplexed bool
 	}{
-		{"1000 sequential calls", 1000, 1, "echo"},
-		{"200 overlapping calls", 200, 50, "slow?ms=50"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			// Watch how many calls the app holds at once: more than there
-			// are connections means they were multiplexed.
-			var peak atomic.Int64
-			done := make(chan struct{})
-			var watch sync.WaitGroup
-			watch.Go(func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(5 * time.Millisecond):
-					}
-					if n := appInflight(t, bPort); n > peak.Load() {
-						peak.Store(n)
-					}
-				}
-			})
-			failures := callMany(t, tt.calls, tt.concurrency, a.invokeURL("app-b", tt.method), nil)
-			close(done)
-			watch.Wait()
-			if len(failures) > 0 {
-				t.Fatalf("%d of %d calls failed, first: %s", len(failures), tt.calls, failures[0])
+		{"h1", nil, func(c int) float64 { return float64(c) }, false},
+		{"h2", []string{"--peer-transport", "h2"}, func(int) float64 { return 4 }, true},
+	} {
+		t.Run(tr.name, func(t *testing.T) {
+			m := newMesh(t)
+			bPort, _ := m.app("b")
+			b := m.sidecar("app-b", bPort)
+			a := m.sidecar("app-a", 0, tr.flags...)
+			tests := []struct {
+				name        string
+				calls       int
+				concurrency int
+				method      string
+			}{
+				{"1000 sequential calls", 1000, 1, "echo"},
+				{"200 overlapping calls", 200, 50, "slow?ms=50"},
+				{"200 more overlapping calls", 200, 50, "slow?ms=50"},
 			}
-			if tt.concurrency > 1 && peak.Load() <= maxConns {
-				t.Errorf("at most %d calls overlapped at the app, want more than %d to show multiplexing", peak.Load(), maxConns)
-			}
-			opened := b.metric(t, "skein_peer_connections_opened_total")
-			t.Logf("callee accepted %v peer connections so far; up to %d calls at once", opened, peak.Load())
-			if opened < 1 || opened > maxConns {
-				t.Errorf("skein_peer_connections_opened_total = %v, want 1..%d", opened, maxConns)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					// Watch how many calls the app holds at once: more than
+					// there are connections means they were multiplexed.
+					var peak atomic.Int64
+					done := make(chan struct{})
+					var watch sync.WaitGroup
+					watch.Go(func() {
+						for {
+							select {
+							case <-done:
+								return
+							case <-time.After(5 * time.Millisecond):
+							}
+							if n := appInflight(t, bPort); n > peak.Load() {
+								peak.Store(n)
+							}
+						}
+					})
+					failures := callMany(t, tt.calls, tt.concurrency, a.invokeURL("app-b", tt.method), nil)
+					close(done)
+					watch.Wait()
+					if len(failures) > 0 {
+						t.Fatalf("%d of %d calls failed, first: %s", len(failures), tt.calls, failures[0])
+					}
+					opened := b.metric(t, "skein_peer_connections_opened_total")
+					t.Logf("callee accepted %v peer connections so far; up to %d calls at once", opened, peak.Load())
+					max := tr.maxConns(tt.concurrency)
+					if tr.multiplexed && tt.concurrency > 1 && float64(peak.Load()) <= max {
+						t.Errorf("at most %d calls overlapped at the app, want more than %v to show multiplexing", peak.Load(), max)
+					}
+					if opened < 1 || opened > max {
+						t.Errorf("skein_peer_connections_opened_total = %v, want 1..%v", opened, max)
+					}
+				})
 			}
 		})
 	}

@@ -225,8 +225,8 @@ func TestXDSControlPlane(t *testing.T) {
 				t.Errorf("a→%s: %d, caller %q", target, resp.StatusCode, e.Header.Get("Dapr-Caller-App-Id"))
 			}
 		}
-		if n := b.metric(t, "skein_peer_connections_opened_total", `transport="h2"`); n < 1 {
-			t.Errorf("b accepted %v mTLS (h2) connections", n)
+		if n := b.metric(t, "skein_peer_connections_opened_total", `transport="h1"`); n < 1 {
+			t.Errorf("b accepted %v mTLS HTTP/1.1 connections", n)
 		}
 		for _, s := range []*sidecar{a, b, c} {
 			if !strings.Contains(cp.out.String(), "svid signed") || !strings.Contains(cp.out.String(), "spiffe://public/ns/default/"+s.appID) {

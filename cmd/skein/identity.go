@@ -23,7 +23,7 @@ type mtlsSpec struct {
 		Enabled          *bool  `yaml:"enabled"`
 		WorkloadCertTTL  string `yaml:"workloadCertTTL"`
 		AllowedClockSkew string `yaml:"allowedClockSkew"`
-		// PeerTransport (Skein's extension): h2 or h3.
+		// PeerTransport (Skein's extension): h1, h2 or h3.
 		PeerTransport string `yaml:"peerTransport"`
 	} `yaml:"mtls"`
 	AccessControl struct {
@@ -36,7 +36,7 @@ type mtlsSettings struct {
 	enabled     bool
 	trustDomain spiffeid.TrustDomain
 	ttl, skew   time.Duration
-	transport   string // proxy.PeerHTTP2 or proxy.PeerHTTP3
+	transport   string // proxy.PeerHTTP1, PeerHTTP2 or PeerHTTP3
 }
 
 // resolveMTLS combines --enable-mtls and --peer-transport with the
@@ -69,14 +69,15 @@ func resolveMTLS(cfg proxy.Config, flagEnabled bool, flagTransport string) (mtls
 		st.transport = spec.MTLS.PeerTransport
 	}
 	switch st.transport {
-	case "", proxy.PeerHTTP2:
-		st.transport = proxy.PeerHTTP2
+	case "", proxy.PeerHTTP1:
+		st.transport = proxy.PeerHTTP1
+	case proxy.PeerHTTP2:
 	case proxy.PeerHTTP3:
 		if !st.enabled {
 			return st, fmt.Errorf("peer transport h3 needs mTLS (QUIC is always TLS)")
 		}
 	default:
-		return st, fmt.Errorf("peer transport %q: want h2 or h3", st.transport)
+		return st, fmt.Errorf("peer transport %q: want h1, h2 or h3", st.transport)
 	}
 	td := spec.AccessControl.TrustDomain
 	if td == "" {

@@ -1,0 +1,543 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults of a Transport's zero fields.
+const (
+	DefaultMaxIdlePerHost         = 256
+	DefaultIdleTimeout            = 90 * time.Second
+	DefaultMaxResponseHeaderBytes = 1 << 20
+	// InlineBodyMax is the largest fixed-length request body written on
+	// the caller's goroutine before the response is read. Loopback and LAN
+	// socket buffers take it whole, so a server that answers before
+	// reading cannot block the write.
+	InlineBodyMax = 64 << 10
+	// bufSize is each connection's read and write buffer, net/http's size.
+	bufSize = 4 << 10
+	// writerGrace is how long a finished response waits for the goroutine
+	// still writing its request body before the connection is given up.
+	writerGrace = 250 * time.Millisecond
+)
+
+// Errors a caller may branch on.
+var (
+	// ErrHeaderTooLarge is returned when a response's header exceeds
+	// MaxResponseHeaderBytes.
+	ErrHeaderTooLarge = errors.New("h1: response header too large")
+	// ErrClosed is returned by a Transport after CloseIdleConnections was
+	// called with shutdown (Close).
+	ErrClosed = errors.New("h1: transport closed")
+)
+
+// Transport is an HTTP/1.1 client for one kind of upstream (the local app,
+// or other sidecars over TLS). It pools connections per address. The zero
+// value is not usable: Dial must be set. Safe for concurrent use; fields
+// must not change after the first call.
+type Transport struct {
+	// Dial opens a connection to addr ("host:port"), TLS included when the
+	// upstream speaks TLS, and reports connect and handshake steps to the
+	// context's httptrace.ClientTrace. An error from which nothing was sent
+	// should be a *net.OpError with Op "dial", so callers know the request
+	// may go elsewhere.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// MaxIdlePerHost bounds the idle connections kept per address;
+	// 0 means DefaultMaxIdlePerHost.
+	MaxIdlePerHost int
+	// IdleTimeout closes a connection idle for this long; 0 means
+	// DefaultIdleTimeout. Keep it below the server's own idle timeout.
+	IdleTimeout time.Duration
+	// MaxResponseHeaderBytes bounds a response's status line and header;
+	// 0 means DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int
+
+	mu     sync.Mutex
+	idle   map[string][]*conn // address → idle connections, most recent last
+	closed bool
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || req.URL.Host == "" {
+		closeBody(req)
+		return nil, errors.New("h1: request has no host")
+	}
+	addr := hostPort(req.URL.Host, req.URL.Scheme)
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
+	for try := 0; ; try++ {
+		c, reused, err := t.conn(ctx, addr, trace)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		resp, err := c.roundTrip(req, trace)
+		if err == nil {
+			return resp, nil
+		}
+		var stale *staleConnError
+		if try == 0 && reused && errors.As(err, &stale) && rewindable(req) {
+			// The server closed an idle connection as we reused it: it
+			// cannot have processed the request (RFC 9112 §9.3.1).
+			if req, err = rewind(req); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return nil, err
+	}
+}
+
+// rewindable reports whether req can be sent again from the start.
+func rewindable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+func rewind(req *http.Request) (*http.Request, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, nil
+	}
+	b, err := req.GetBody()
+	if err != nil {
+		return nil, fmt.Errorf("h1: rewind request body: %w", err)
+	}
+	r := *req
+	r.Body = b
+	return &r, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// hostPort adds the scheme's default port to a URL host without one.
+func hostPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	if scheme == "https" {
+		return net.JoinHostPort(host, "443")
+	}
+	return net.JoinHostPort(host, "80")
+}
+
+// conn returns an idle connection to addr that looks alive, or a new one.
+func (t *Transport) conn(ctx context.Context, addr string, trace *httptrace.ClientTrace) (*conn, bool, error) {
+	if trace != nil && trace.GetConn != nil {
+		trace.GetConn(addr)
+	}
+	for {
+		c := t.takeIdle(addr)
+		if c == nil {
+			break
+		}
+		if c.alive() {
+			if trace != nil && trace.GotConn != nil {
+				trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true})
+			}
+			return c, true, nil
+		}
+		c.close()
+	}
+	nc, err := t.Dial(ctx, addr)
+	if err != nil {
+		return nil, false, err
+	}
+	c := newConn(t, addr, nc)
+	if trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: nc})
+	}
+	return c, false, nil
+}
+
+func (t *Transport) takeIdle(addr string) *conn {
+	t.mu.Lock()
+	list := t.idle[addr]
+	if len(list) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	c := list[len(list)-1]
+	list[len(list)-1] = nil
+	t.idle[addr] = list[:len(list)-1]
+	c.idle = false
+	t.mu.Unlock()
+	c.timer.Stop() // a timer that fires anyway finds c not idle
+	return c
+}
+
+// putIdle pools c, or closes it when the pool is full or closed.
+func (t *Transport) putIdle(c *conn) {
+	max := t.MaxIdlePerHost
+	if max <= 0 {
+		max = DefaultMaxIdlePerHost
+	}
+	t.mu.Lock()
+	if t.closed || len(t.idle[c.addr]) >= max {
+		t.mu.Unlock()
+		c.close()
+		return
+	}
+	if t.idle == nil {
+		t.idle = map[string][]*conn{}
+	}
+	t.idle[c.addr] = append(t.idle[c.addr], c)
+	c.idle = true
+	t.mu.Unlock()
+	d := t.IdleTimeout
+	if d <= 0 {
+		d = DefaultIdleTimeout
+	}
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.expire)
+	} else {
+		c.timer.Reset(d)
+	}
+}
+
+// expire closes c if it is still idle.
+func (c *conn) expire() {
+	t := c.t
+	t.mu.Lock()
+	if !c.idle {
+		t.mu.Unlock()
+		return
+	}
+	list := t.idle[c.addr]
+	for i, x := range list {
+		if x == c {
+			t.idle[c.addr] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(t.idle[c.addr]) == 0 {
+		delete(t.idle, c.addr) // no entry per address ever seen
+	}
+	c.idle = false
+	t.mu.Unlock()
+	c.close()
+}
+
+// CloseIdleConnections closes every idle connection. Connections in use
+// are closed when their call ends.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	for _, list := range idle {
+		for _, c := range list {
+			c.idle = false
+		}
+	}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.timer.Stop()
+			c.close()
+		}
+	}
+}
+
+// conn is one connection. It is used by one call at a time.
+type conn struct {
+	t     *Transport
+	addr  string
+	nc    net.Conn
+	raw   syscall.RawConn // the TCP socket under nc, for the liveness check; nil if none
+	in    countingReader
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	timer *time.Timer // idle expiry; guarded by t.mu with idle
+	idle  bool        // in t.idle; guarded by t.mu
+
+	peekFn   func(fd uintptr) bool // c.peek, bound once: a per-call closure would allocate
+	peekLive bool                  // peek's verdict
+	peekBuf  [1]byte
+}
+
+func newConn(t *Transport, addr string, nc net.Conn) *conn {
+	c := &conn{t: t, addr: addr, nc: nc}
+	c.in.r = nc
+	c.in.limit = -1
+	c.br = bufio.NewReaderSize(&c.in, bufSize)
+	c.bw = bufio.NewWriterSize(nc, bufSize)
+	under := nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		under = u.NetConn()
+	}
+	if sc, ok := under.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+		c.peekFn = c.peek
+	}
+	return c
+}
+
+func (c *conn) close() { _ = c.nc.Close() }
+
+// interrupt ends a blocked read or write when the call's context ends.
+func (c *conn) interrupt() { _ = c.nc.SetDeadline(time.Unix(1, 0)) }
+
+// alive reports whether an idle connection can carry a request: the peer
+// has not closed it and sent nothing unasked. A TLS 1.3 server's session
+// tickets arrive before the first response, so on a connection that has
+// carried one they are read already.
+func (c *conn) alive() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.raw == nil {
+		return true
+	}
+	err := c.raw.Read(c.peekFn)
+	return c.peekLive && err == nil
+}
+
+// peek looks at the socket without reading from it or waiting.
+func (c *conn) peek(fd uintptr) bool {
+	n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	// Nothing to read yet is the only healthy answer: 0 bytes is the
+	// peer's FIN, and bytes nobody asked for mean a broken exchange.
+	c.peekLive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+	return true // never wait for readiness
+}
+
+// staleConnError is a reused connection that failed before any byte of a
+// response: the server closed it while idle.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string {
+	return "h1: connection closed by server before response: " + e.err.Error()
+}
+func (e *staleConnError) Unwrap() error { return e.err }
+
+// roundTrip sends req on c and reads the response head. On error c is
+// closed and req's body is (or will be) closed.
+func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
+	ctx := req.Context()
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.interrupt)
+	}
+	fail := func(err error) (*http.Response, error) {
+		c.close()
+		if stop != nil && !stop() {
+			// The context ended: that is the reason, not the deadline.
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+	c.in.n = 0
+	var wdone chan error
+	if req.Body == nil || req.Body == http.NoBody || (req.ContentLength > 0 && req.ContentLength <= InlineBodyMax) {
+		err := c.write(req)
+		if trace != nil && trace.WroteRequest != nil {
+			trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+		}
+		if err != nil {
+			if c.in.n == 0 {
+				err = &staleConnError{err: err}
+			}
+			return fail(fmt.Errorf("h1: write request: %w", err))
+		}
+	} else {
+		wdone = make(chan error, 1)
+		go func() { // owned by the call: its body wrapper waits for it, or closes c under it
+			err := c.write(req)
+			if trace != nil && trace.WroteRequest != nil {
+				trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+			}
+			wdone <- err
+		}()
+	}
+	resp, err := c.readHead(req, trace)
+	if err != nil {
+		if c.in.n == 0 && !errors.Is(err, ErrHeaderTooLarge) {
+			err = &staleConnError{err: err}
+		}
+		return fail(fmt.Errorf("h1: read response: %w", err))
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection now belongs to the caller (ReverseProxy's
+		// upgrade handling wants an io.ReadWriteCloser).
+		if stop != nil {
+			stop()
+		}
+		resp.Body = &upgraded{br: c.br, conn: c.nc}
+		return resp, nil
+	}
+	b := &body{c: c, rc: resp.Body, stop: stop, ctx: ctx, wdone: wdone, keep: !resp.Close && !req.Close}
+	if resp.Body == http.NoBody {
+		b.finish(true)
+		return resp, nil
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// write writes req whole and flushes it. http.Request.Write closes the
+// request body, and flushes after each chunk of a chunked one, so
+// streamed bodies go out piece by piece.
+func (c *conn) write(req *http.Request) error {
+	if err := req.Write(c.bw); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// readHead reads the final response head, passing 1xx responses to the
+// trace (ReverseProxy relays them).
+func (c *conn) readHead(req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
+	max := c.t.MaxResponseHeaderBytes
+	if max <= 0 {
+		max = DefaultMaxResponseHeaderBytes
+	}
+	defer func() { c.in.limit = -1 }()
+	first := true
+	for {
+		// Bytes buffered already count; so may the start of the body the
+		// buffer reads ahead, hence the slack of one buffer.
+		c.in.limit = int64(max + bufSize)
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			if c.in.limit == 0 {
+				return nil, ErrHeaderTooLarge
+			}
+			return nil, err
+		}
+		if first && trace != nil && trace.GotFirstResponseByte != nil {
+			trace.GotFirstResponseByte()
+		}
+		first = false
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			if trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// countingReader counts what it reads and, while limit >= 0, reads at
+// most limit more bytes.
+type countingReader struct {
+	r     io.Reader
+	n     int64 // bytes read since the call started
+	limit int64 // -1: none
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if r.limit == 0 {
+		return 0, ErrHeaderTooLarge
+	}
+	if r.limit > 0 && int64(len(p)) > r.limit {
+		p = p[:r.limit]
+	}
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if r.limit > 0 {
+		r.limit -= int64(n)
+	}
+	return n, err
+}
+
+// body is a response body that gives its connection back to the pool at
+// its end. Read and Close are called by one goroutine at a time, as
+// http.Response.Body requires of its users.
+type body struct {
+	c     *conn
+	rc    io.ReadCloser // net/http's framing reader over c.br
+	stop  func() bool   // stops the context watch; nil: none
+	ctx   context.Context
+	wdone chan error // the request body writer's result; nil: written inline
+	keep  bool       // neither side asked to close the connection
+	done  bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish(true)
+	case err != nil:
+		b.finish(false)
+		if cerr := b.ctx.Err(); cerr != nil {
+			err = cerr
+		}
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+// finish ends the call: the connection is pooled when the response was
+// read to its end and the request written whole, closed otherwise.
+func (b *body) finish(atEOF bool) {
+	b.done = true
+	keep := atEOF && b.keep
+	if b.stop != nil && !b.stop() {
+		keep = false // the context ended: the deadline may be set
+	}
+	if b.wdone != nil {
+		keep = keep && b.writerDone()
+	}
+	if keep {
+		b.c.t.putIdle(b.c)
+	} else {
+		b.c.close() // first: an unread body's Close then fails fast instead of draining
+	}
+	_ = b.rc.Close()
+}
+
+// writerDone waits briefly for the request body writer and reports whether
+// it wrote the whole request.
+func (b *body) writerDone() bool {
+	select {
+	case err := <-b.wdone:
+		return err == nil
+	default:
+	}
+	t := time.NewTimer(writerGrace)
+	defer t.Stop()
+	select {
+	case err := <-b.wdone:
+		return err == nil
+	case <-t.C:
+		return false
+	}
+}
+
+// upgraded is the connection after a 101 response: what the server sends
+// (some of it perhaps buffered already) and a way to write to it.
+type upgraded struct {
+	br   *bufio.Reader
+	conn net.Conn
+}
+
+func (u *upgraded) Read(p []byte) (int, error)  { return u.br.Read(p) }
+func (u *upgraded) Write(p []byte) (int, error) { return u.conn.Write(p) }
+func (u *upgraded) Close() error                { return u.conn.Close() }
