@@ -44,5 +44,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./identity/access
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./resiliency
 
+# bench runs the data-path benchmark (test/bench/run.sh; knobs and meaning in
+# docs/performance.md, e.g. make bench RUNS=5 SCENARIOS="direct haproxy
+# skein-mtls") and writes report.md, raw.jsonl and SVG charts into $(OUT).
+OUT ?= bench-results
 bench:
-	bash test/bench/run.sh
+	GO="$(GO)" OUT="$(OUT)" bash test/bench/run.sh

@@ -9,9 +9,14 @@
 // SIGKILLed sidecar leaves the rotation within one poll, a hung one within
 // the lease. A clean stop removes the record at once.
 //
-// Resolver caches the endpoints of every app id it was asked about and
-// re-reads them every 250 ms; an unknown id is re-read on demand, so a new
-// sidecar is found on the first call after it registers.
+// Resolver caches the endpoints of every app id it was asked about. A
+// Source that pushes changes (a Notifier: xDS EDS) has the changed id
+// re-read at once; besides, every id is re-read every 250 ms
+// (DefaultRefreshInterval, WithRefreshInterval; 0 turns this polling off),
+// which is how the registry's changes, which are not pushed, are seen. An
+// unknown id is read on demand, so a new sidecar is found on the first call
+// after it registers. Endpoint values outlive refreshes, so an instance
+// that stays keeps its load statistics and outlier state.
 //
 // Picker is the client-side layer (an http.RoundTripper) that resolves the
 // logical host "<app-id>.<namespace>" of a request, chooses an endpoint with

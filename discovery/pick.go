@@ -109,6 +109,16 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 			// the instance.
 			break
 		}
+		if fault := faultOfClient(err, body); fault != nil {
+			// The client's body failed (malformed, cut off, too large):
+			// no verdict on the instance, and nothing to send again.
+			// TestClientBodyFaultIsNotTheInstances pins this.
+			if fault != err {
+				fault = fmt.Errorf("%w (transport: %v)", fault, err)
+			}
+			lastErr = fault
+			break
+		}
 		p.res.report(st, ep, end.UnixNano(), true)
 		if (neverSent(err) || unprocessed(err)) && body.rewind() {
 			// Nothing reached this instance, or it did not process the
@@ -274,6 +284,20 @@ func (b *replayBody) close() {
 	if closeNow {
 		_ = b.rc.Close()
 	}
+}
+
+// readErr returns the last error reading the request body gave, nil for
+// none (or for a body with GetBody, whose reads are not watched).
+func (b *replayBody) readErr() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == io.EOF {
+		return nil
+	}
+	return b.err
 }
 
 // tryBody is one try's view of a replayBody.

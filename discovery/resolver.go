@@ -19,33 +19,60 @@ var (
 	ErrUnreachable = errors.New("no instance reachable")
 )
 
-// refreshInterval is how often the resolver re-reads the app ids it serves.
-const refreshInterval = 250 * time.Millisecond
+// DefaultRefreshInterval is how often a Resolver re-reads every name it
+// serves unless WithRefreshInterval says otherwise. The embedded registry
+// does not push, so this polling is how its changes (a new or dead
+// instance) are noticed.
+const DefaultRefreshInterval = 250 * time.Millisecond
 
 // Source lists the live instances of an app id. *Registry is one; xDS EDS
-// will be another.
+// (xds.Endpoints) is another.
 type Source interface {
 	Lookup(appID, namespace string) ([]Instance, error)
 }
 
-// Resolver resolves "<app-id>.<namespace>" names to endpoints, caching each
-// name's endpoint set and refreshing it in the background (Run). Endpoint
-// values persist across refreshes so their load statistics do too. It is
-// safe for concurrent use.
-type Resolver struct {
-	src     Source
-	log     *slog.Logger
-	outlier OutlierDetection // default for every name
-	metrics *ejectionMetrics // nil: not counted
+// Notifier is implemented by a Source that pushes changes (xDS EDS): the
+// Resolver subscribes while it runs and re-reads a name as soon as it is
+// told, without waiting for its next poll.
+//
+// Subscribe registers changed until cancel is called. The source calls
+// changed with the app id and namespace of every name whose instances may
+// have changed, after Lookup returns the new ones; names the subscriber
+// never asked about may be included. changed neither blocks nor calls the
+// source, so the source may call it from any goroutine, even holding locks
+// Lookup takes.
+type Notifier interface {
+	Subscribe(changed func(appID, namespace string)) (cancel func())
+}
 
-	mu    sync.Mutex
-	names map[string]*nameState // "<app-id>.<namespace>" → state
+// Resolver resolves "<app-id>.<namespace>" names to endpoints, caching each
+// name's endpoint set and refreshing it in the background (Run): every
+// name every refresh interval (DefaultRefreshInterval unless
+// WithRefreshInterval), and a single name at once when a Notifier source
+// says it changed. Endpoint values persist across refreshes so their load
+// statistics and outlier state do too. It is safe for concurrent use.
+type Resolver struct {
+	src      Source
+	log      *slog.Logger
+	outlier  OutlierDetection // default for every name
+	metrics  *ejectionMetrics // nil: not counted
+	interval time.Duration    // <= 0: no polling
+	wake     chan struct{}    // cap 1: pending has names; Run drains it
+
+	mu      sync.Mutex
+	names   map[string]*nameState // "<app-id>.<namespace>" → state
+	pending map[*nameState]bool   // names a Notifier pushed, not yet re-read
 }
 
 type nameState struct {
 	appID, namespace string
 	eps              atomic.Pointer[[]*Endpoint]  // immutable slice, swapped on change
 	policy           atomic.Pointer[TargetPolicy] // nil: the resolver's defaults
+
+	// refreshing serialises refreshes of the name (poll, push, first
+	// call), so the last one stored is the one that read the source last:
+	// a slow read of the old instances never overwrites a pushed change.
+	refreshing sync.Mutex
 }
 
 // TargetPolicy overrides, for one app id, how calls to it choose an
@@ -65,9 +92,26 @@ func WithOutlierDetection(od OutlierDetection) ResolverOption {
 	return func(r *Resolver) { r.outlier = od }
 }
 
+// WithRefreshInterval sets how often Run re-reads every name it serves
+// (default DefaultRefreshInterval). 0 or negative turns polling off: names
+// then change only when a Notifier source pushes, or on the first call for
+// a name without endpoints. Only a source that pushes every change (xDS
+// EDS without the registry fallback) can do without polling.
+func WithRefreshInterval(d time.Duration) ResolverOption {
+	return func(r *Resolver) { r.interval = d }
+}
+
 // NewResolver returns a resolver over src.
 func NewResolver(src Source, log *slog.Logger, opts ...ResolverOption) *Resolver {
-	r := &Resolver{src: src, log: log.With("component", "discovery"), outlier: DefaultOutlierDetection, names: map[string]*nameState{}}
+	r := &Resolver{
+		src:      src,
+		log:      log.With("component", "discovery"),
+		outlier:  DefaultOutlierDetection,
+		interval: DefaultRefreshInterval,
+		wake:     make(chan struct{}, 1),
+		names:    map[string]*nameState{},
+		pending:  map[*nameState]bool{},
+	}
 	for _, o := range opts {
 		o(r)
 	}
@@ -149,6 +193,8 @@ func (r *Resolver) Known() map[string][]string {
 }
 
 func (r *Resolver) refresh(st *nameState) error {
+	st.refreshing.Lock()
+	defer st.refreshing.Unlock()
 	ins, err := r.src.Lookup(st.appID, st.namespace)
 	if err != nil {
 		return err
@@ -184,26 +230,80 @@ func (r *Resolver) refresh(st *nameState) error {
 	return nil
 }
 
-// Run refreshes every known name until ctx is done.
+// Run refreshes names in the background until ctx is done: every name each
+// refresh interval (unless polling is off), and a name a Notifier source
+// pushed as soon as it is told. Call it once.
 func (r *Resolver) Run(ctx context.Context) {
-	t := time.NewTicker(refreshInterval)
-	defer t.Stop()
+	if n, ok := r.src.(Notifier); ok {
+		defer n.Subscribe(r.changed)()
+		// A push that came before the subscription was missed: read once
+		// what is cached so far.
+		r.refreshAll(r.all())
+	}
+	var tick <-chan time.Time
+	if r.interval > 0 {
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
+			r.refreshAll(r.all())
+		case <-r.wake:
+			r.refreshAll(r.takePending())
 		}
-		r.mu.Lock()
-		sts := make([]*nameState, 0, len(r.names))
-		for _, st := range r.names {
-			sts = append(sts, st)
-		}
-		r.mu.Unlock()
-		for _, st := range sts {
-			if err := r.refresh(st); err != nil {
-				r.log.Warn("refresh failed", "app_id", st.appID, "err", err)
-			}
+	}
+}
+
+// changed is the Notifier callback: it queues name for Run and wakes it.
+// A burst of pushes is coalesced into one re-read per name. Names never
+// asked about are not cached, so they are skipped.
+func (r *Resolver) changed(appID, namespace string) {
+	r.mu.Lock()
+	st := r.names[appID+"."+namespace]
+	if st != nil {
+		r.pending[st] = true
+	}
+	r.mu.Unlock()
+	if st == nil {
+		return
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default: // Run is already due to drain pending
+	}
+}
+
+// all returns every cached name.
+func (r *Resolver) all() []*nameState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sts := make([]*nameState, 0, len(r.names))
+	for _, st := range r.names {
+		sts = append(sts, st)
+	}
+	return sts
+}
+
+// takePending returns the names pushed since the last call and forgets them.
+func (r *Resolver) takePending() []*nameState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sts := make([]*nameState, 0, len(r.pending))
+	for st := range r.pending {
+		sts = append(sts, st)
+	}
+	clear(r.pending)
+	return sts
+}
+
+func (r *Resolver) refreshAll(sts []*nameState) {
+	for _, st := range sts {
+		if err := r.refresh(st); err != nil {
+			r.log.Warn("refresh failed", "app_id", st.appID, "namespace", st.namespace, "err", err)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 
@@ -36,6 +35,9 @@ type call struct {
 	// snap is the configuration the call was started under: every layer
 	// and every try of one call use the same view, even across a reload.
 	snap *Snapshot
+	// route is the outbound call's route, resolved once from snap by the
+	// outermost outbound layer (resolveRoute); nil before it and inbound.
+	route *Route
 }
 
 type callKey struct{}
@@ -78,10 +80,13 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !s.checkBody(w, r, inv.Target.AppID) {
 		return
 	}
+	// A body the app fails to send ends the call as its own fault, not the callee's.
+	ctx, abort := withClientBody(r)
+	defer abort(nil)
 	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
 	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
 	noteCall(r.Context(), c)
-	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	r = r.WithContext(context.WithValue(ctx, callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
 		if s.opts.AppPort == 0 {
@@ -157,56 +162,91 @@ func refusePeer(w http.ResponseWriter, _ *http.Request) {
 	writeError(w, http.StatusUnauthorized, codeDirectInvoke, "caller presented no usable SPIFFE ID", ReasonUnauthenticated, nil)
 }
 
-// servePeer is the peer-facing handler: a call from another sidecar to this
-// sidecar's app. The :authority names the app the caller meant; a call
-// meant for another app is refused rather than delivered to the wrong one.
-func (s *Sidecar) servePeer(w http.ResponseWriter, r *http.Request) {
-	if r.Host != s.self.String() {
-		writeError(w, http.StatusMisdirectedRequest, codeDirectInvoke,
-			"failed to invoke, id: "+r.Host+", err: this sidecar serves "+s.self.String(), ReasonMisdirected, nil)
-		return
-	}
-	if s.opts.AppPort == 0 {
-		writeInvokeError(w, s.self.AppID, errNoAppChannel)
-		return
-	}
-	// Defence in depth: normalise again on the callee (contract §1.3), once,
-	// so access control decides on exactly the path the app receives.
-	m, err := NormalizeMethod(r.URL.Path)
-	if err != nil {
-		writeInvokeError(w, s.self.AppID, err)
-		return
-	}
-	// Access control, per request, so a reloaded policy reaches open connections.
-	snap := s.snap.Load()
-	if err := s.authorize(r, m, snap); err != nil {
-		writeInvokeError(w, s.self.AppID, err)
-		return
-	}
-	c := &call{target: s.self, method: m, fromPeer: true, snap: snap}
-	telemetry.NameServed(r.Context(), s.self.AppID, m)
-	noteCall(r.Context(), c)
-	ctx := context.WithValue(r.Context(), callKey{}, c)
-	// The caller's deadline (grpc-timeout): stop waiting on the app when it passes.
-	if d, ok := parseTimeout(r.Header.Get(headerGRPCTimeout)); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
-	s.local.ServeHTTP(w, r.WithContext(ctx))
+// The inbound path, remote sidecar → this sidecar → app, is a chain of the
+// layers below (order in chain.go) ending in s.local, the forwarder to the
+// app. Each decides one thing once and records it in the call.
+
+// inboundCall decides an inbound call's facts, once: the :authority must
+// name this sidecar's app (a call meant for another app is refused rather
+// than delivered to the wrong one) and an app channel must exist; the
+// method is normalised again, as defence in depth (contract §1.3), and the
+// verb made the one the app receives, so access control decides on exactly
+// what the app gets. Later layers read the call from the context.
+func (s *Sidecar) inboundCall(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host != s.self.String() {
+			writeError(w, http.StatusMisdirectedRequest, codeDirectInvoke,
+				"failed to invoke, id: "+r.Host+", err: this sidecar serves "+s.self.String(), ReasonMisdirected, nil)
+			return
+		}
+		if s.opts.AppPort == 0 {
+			writeInvokeError(w, s.self.AppID, errNoAppChannel)
+			return
+		}
+		m, err := NormalizeMethod(r.URL.Path)
+		if err != nil {
+			writeInvokeError(w, s.self.AppID, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), callKey{}, &call{target: s.self, method: m, fromPeer: true, snap: s.snap.Load()})
+		r = r.WithContext(ctx) // a copy: the inbound request stays as it came
+		r.Method = invokeVerb(r.Method)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authorizeCall is access control, decided per request on the call's
+// normalised method and verb, so a reloaded policy reaches open
+// connections; a denied call never reaches the app.
+func (s *Sidecar) authorizeCall(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := callFrom(r.Context())
+		if err := s.authorize(r, c.method, c.snap); err != nil {
+			writeInvokeError(w, s.self.AppID, err)
+			return
+		}
+		telemetry.NameServed(r.Context(), s.self.AppID, c.method)
+		noteCall(r.Context(), c)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// callerBody makes a body the caller's sidecar fails to send end the call
+// as the caller's fault, not the app's (clientbody.go).
+func callerBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, abort := withClientBody(r)
+		defer abort(nil)
+		if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// callerDeadline applies the caller's remaining time (grpc-timeout): the
+// app call stops when it passes.
+func callerDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d, ok := parseTimeout(r.Header.Get(headerGRPCTimeout)); ok {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // rewriteRemote addresses a call to the target's logical name; the picker
 // replaces the host with an instance's address.
-func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
-	c := callFrom(pr.In.Context())
-	out := pr.Out
+func (s *Sidecar) rewriteRemote(in, out *http.Request) {
+	c := callFrom(in.Context())
 	name := c.target.String()
 	out.URL.Scheme = s.peers.scheme()
 	out.URL.Host = name
 	out.Host = name
 	out.Method = invokeVerb(out.Method)
-	setPath(out.URL, c.method, pr.In.URL.RawQuery)
+	setPath(out.URL, c.method, in.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h) // ReverseProxy's list lacks HTTP2-Settings
 	delete(h, HeaderAppID)
@@ -214,19 +254,17 @@ func (s *Sidecar) rewriteRemote(pr *httputil.ProxyRequest) {
 		delete(h, HeaderAPIToken)
 	}
 	stampIdentity(h, s.caller, c.target)
-	copyForwarded(h, pr.In.Header)
 	s.fwd.stamp(h)
 	delete(h, headerTiming)
 	if s.access != nil {
 		h[headerTiming] = askTiming
 	}
-	setTrace(h, pr.In.Context())
+	setTrace(h, in.Context())
 }
 
 // rewriteLocal addresses a call to the local app.
-func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
-	c := callFrom(pr.In.Context())
-	out := pr.Out
+func (s *Sidecar) rewriteLocal(in, out *http.Request) {
+	c := callFrom(in.Context())
 	addr := s.appAddr
 	out.URL.Scheme = "http"
 	if s.opts.AppProtocol == "https" {
@@ -235,12 +273,11 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	out.URL.Host = addr
 	out.Host = addr
 	out.Method = invokeVerb(out.Method)
-	setPath(out.URL, c.method, pr.In.URL.RawQuery)
+	setPath(out.URL, c.method, in.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h)
 	delete(h, headerTiming)
-	copyForwarded(h, pr.In.Header)
-	switch peer, ok := identity.PeerFrom(pr.In.Context()); {
+	switch peer, ok := identity.PeerFrom(in.Context()); {
 	case ok:
 		// The caller is who its certificate says, whatever its headers say.
 		stampIdentity(h, Caller{AppID: peer.AppID, Namespace: peer.Namespace}, c.target)
@@ -254,23 +291,13 @@ func (s *Sidecar) rewriteLocal(pr *httputil.ProxyRequest) {
 	if s.opts.AppAPIToken != "" {
 		h[HeaderAPIToken] = []string{s.opts.AppAPIToken}
 	}
-	setTrace(h, pr.In.Context())
+	setTrace(h, in.Context())
 }
 
 func setPath(u *url.URL, method, rawQuery string) {
 	u.Path = "/" + method
 	u.RawPath = ""
 	u.RawQuery = rawQuery
-}
-
-// copyForwarded restores the forwarding headers ReverseProxy strips before
-// Rewrite: Skein appends to them rather than replacing them.
-func copyForwarded(dst, src http.Header) {
-	for _, k := range [...]string{headerForwarded, headerXForwardedFor, headerXForwardedHost, "X-Forwarded-Proto"} {
-		if v, ok := src[k]; ok {
-			dst[k] = v
-		}
-	}
 }
 
 // setTrace makes the next hop a child of this hop's span: traceparent and
@@ -287,9 +314,13 @@ func badBaggage(w http.ResponseWriter, _ *http.Request, err error) {
 	writeError(w, http.StatusBadRequest, codeMalformedRequest, err.Error(), ReasonInvalidBaggage, nil)
 }
 
-// proxyError answers a failed forward. A client that went away gets nothing.
+// proxyError answers a failed forward. A call its client's body ended is
+// answered with that fault, whatever the transport made of the end; a
+// client that went away gets nothing.
 func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+	if fault := clientFaultOf(r); fault != nil {
+		err = fault
+	} else if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return
 	}
 	c := callFrom(r.Context())

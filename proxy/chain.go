@@ -55,8 +55,15 @@ func (s *Sidecar) buildChains() {
 		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
 		s.tryTiming,                            // --access-log: connect, TLS and upstream time of each try
 	)
-	// Remote sidecar → this sidecar → app.
-	s.peerHandler = chain(http.HandlerFunc(s.servePeer),
+	// Remote sidecar → this sidecar → app: first what every connection and
+	// request gets, then the call's own steps, then the forwarder to the app.
+	s.inbound = chain(s.local,
+		s.inboundCall,   // the call's facts, once: :authority is this app (else 421), an app channel, the method normalised and the verb the app receives
+		s.authorizeCall, // access control on exactly that method and verb; denied calls never reach the app
+		callerBody,      // a body the caller's sidecar fails to send is its fault (400), not the app's
+		callerDeadline,  // the caller's grpc-timeout bounds the app call
+	)
+	s.peerHandler = chain(s.inbound,
 		recovery.Handler(panicLayerPeer, panics, s.log, s.recoveredPeer), // outermost: a panic is a 500 (or a reset stream), never every stream of the connection
 		s.tracing.Callee(badBaggage),                                     // refused calls are traced too; SERVER span, child of the caller's
 		identity.RequirePeer(refusePeer),                                 // caller identity from the verified SVID; 401 without one

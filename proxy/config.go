@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 
@@ -69,14 +72,43 @@ func (r *Resource) validate() error {
 	return errors.Join(errs...)
 }
 
+// MaxConfigFileSize is the largest Configuration or resource file the
+// sidecar reads: 4 MiB. That is more than Kubernetes stores in one object
+// (etcd's 1.5 MiB request limit), so a Dapr file that works there works
+// here, and little enough that loading and compiling the largest file
+// takes one core 1 to 2.5 s (60,000 operations: 1.2 s), not the minutes
+// a 50 MB file took. A larger file is refused before it is read past the
+// limit.
+const MaxConfigFileSize = 4 << 20
+
+// maxConfigNodes bounds the YAML nodes one resource's spec may stand for
+// with its aliases expanded, 1 Mi: a 4 MiB file written as configs are
+// holds about 600,000 (9 per 60-byte operation), half what the densest
+// YAML ("a," per node) would. So aliases cannot make a small file cost
+// more to decode than the size limit allows, and the worst file that
+// passes costs half as much as the densest 4 MiB would.
+const maxConfigNodes = 1 << 20
+
+// ErrConfigTooLarge is wrapped by the error of a configuration file larger
+// than MaxConfigFileSize, or whose aliases expand beyond what that size
+// holds.
+var ErrConfigTooLarge = errors.New("configuration too large")
+
 // LoadConfig reads the Configuration file (may be "") and every YAML file
-// in resourceDirs. It returns all problems found, each naming its file.
+// in resourceDirs. It returns all problems found, each naming its file; a
+// file over MaxConfigFileSize is one (ErrConfigTooLarge).
 func LoadConfig(configFile string, resourceDirs []string) (Config, error) {
+	return loadConfig(context.Background(), configFile, resourceDirs)
+}
+
+// loadConfig is LoadConfig that stops with ctx's error once ctx is done,
+// even in the middle of parsing a file.
+func loadConfig(ctx context.Context, configFile string, resourceDirs []string) (Config, error) {
 	var cfg Config
 	h := sha256.New()
 	var errs []error
 	if configFile != "" {
-		rs, err := readResources(configFile, h)
+		rs, err := readResources(ctx, configFile, h)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
@@ -97,7 +129,7 @@ func LoadConfig(configFile string, resourceDirs []string) (Config, error) {
 			if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 				continue
 			}
-			rs, err := readResources(filepath.Join(dir, e.Name()), h)
+			rs, err := readResources(ctx, filepath.Join(dir, e.Name()), h)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -112,14 +144,22 @@ func LoadConfig(configFile string, resourceDirs []string) (Config, error) {
 	return cfg, nil
 }
 
-func readResources(file string, h io.Writer) ([]Resource, error) {
-	b, err := os.ReadFile(file)
+func readResources(ctx context.Context, file string, h io.Writer) ([]Resource, error) {
+	b, err := readLimited(file, MaxConfigFileSize)
 	if err != nil {
 		return nil, err
 	}
 	_, _ = h.Write(b)
+	return decodeResources(ctx, file, b)
+}
+
+// decodeResources decodes the resources of file, whose content is b.
+func decodeResources(ctx context.Context, file string, b []byte) ([]Resource, error) {
 	var out []Resource
-	err = yamlfield.Documents(file, b, func(n int, r *Resource) error {
+	err := yamlfield.Documents(file, ctxReader{ctx, bytes.NewReader(b)}, func(n int, r *Resource) error {
+		if yamlfield.Nodes(&r.Spec, maxConfigNodes) > maxConfigNodes {
+			return fmt.Errorf("%s: document %d: %w: its spec stands for more than %d YAML nodes with its aliases expanded", file, n, ErrConfigTooLarge, maxConfigNodes)
+		}
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("%s: document %d: %w", file, n, err)
 		}
@@ -128,9 +168,54 @@ func readResources(file string, h io.Writer) ([]Resource, error) {
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			// yaml flattens its reader's error into text.
+			return nil, fmt.Errorf("%s: %w", file, context.Cause(ctx))
+		}
 		return nil, err
 	}
 	return out, nil
+}
+
+// readLimited reads file whole unless it is larger than limit bytes,
+// reading no more than one byte past the limit (the file may be a 50 MB
+// one, or a pipe that never ends).
+func readLimited(file string, limit int) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(b) > limit {
+		size := ""
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = fmt.Sprintf("%d bytes, ", st.Size())
+		}
+		inMiB := ""
+		if limit%(1<<20) == 0 {
+			inMiB = fmt.Sprintf(" (%d MiB)", limit>>20)
+		}
+		return nil, fmt.Errorf("%s: %w: %sover the limit of %d bytes%s", file, ErrConfigTooLarge, size, limit, inMiB)
+	}
+	return b, nil
+}
+
+// ctxReader reads from r until ctx is done, then fails with ctx's error:
+// YAML's parser reads as it parses, so this stops a parse at shutdown.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // Snapshot is a compiled Config. It is immutable once stored; a request
@@ -157,6 +242,8 @@ type Snapshot struct {
 	// meters record under Metrics; set by the sidecar that stores the
 	// snapshot (they outlive snapshots, so compile cannot build them).
 	meters *meters
+	// routeLookups counts routeFor calls: one per outbound call.
+	routeLookups atomic.Int64
 }
 
 // compile validates cfg and builds its snapshot. Each concern added later

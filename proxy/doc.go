@@ -4,10 +4,37 @@
 //
 // A call crosses two sidecars:
 //
-//	app A ──HTTP──▶ [API listener] ─ invoke ─▶ outbound chain ─h2c/mTLS─▶
+//	app A ──HTTP──▶ [API listener] ─ invoke ─▶ outbound chain ─h1/mTLS─▶
 //	        [peer listener] ─▶ inbound chain ─▶ app channel ──HTTP──▶ app B
 //
-// The order of the layers on each path is written down once, in chain.go.
+// The order of the layers on each path is written down once, in chain.go,
+// one line a layer with why it sits there. In short:
+//
+//	outbound (API port): recovery, CLIENT span, access log, server metrics,
+//	    serveAPI (parse the invocation, body limit, the call's facts) →
+//	    forwarder → resolveRoute (the call's *Route, once), call metrics,
+//	    xDS call caps, retry, breaker, per-try timeout, recovery, attempt
+//	    metrics, pick an instance, try timing → peer transport
+//	inbound (peer port): recovery, SERVER span, peer identity, access log,
+//	    inboundCall (authority, app channel, normalised method and verb),
+//	    authorizeCall, callerBody, callerDeadline → forwarder → recovery,
+//	    app-channel errors, concurrency limit, app timing, app metrics →
+//	    app transport
+//
+// A call's facts are decided once: the target and method when the
+// invocation is parsed, the snapshot when the call starts, and its Route
+// (route.go: the resiliency policy with files' and xDS precedence settled,
+// the xDS cluster and route) by the outermost outbound layer; later layers
+// and every try only read them.
+//
+// Transports: the forwarder (forward.go) copies the request, lets the
+// path's rewrite address it, and streams the answer back. Between sidecars
+// the default is keep-alive HTTP/1.1 over SPIFFE mTLS on the lean client of
+// package proxy/h1 (request written and response read on the calling
+// goroutine); HTTP/2 and HTTP/3 are a flag away, and the peer port serves
+// all of them. The app channel is proxy/h1 too (net/http's h2c with
+// --app-protocol h2c).
+//
 // Target and method extraction (target.go) and header rules (header.go) are
 // pure functions with table and fuzz tests. Every error a client sees is
 // produced by writeError (errors.go) in Dapr's JSON shape plus Skein's
@@ -21,5 +48,10 @@
 // dapr_runtime_service_invocation_* metrics and Skein's per-edge
 // skein_invocation_* ones, labelled by the snapshot's spec.metrics; each
 // snapshot caches its label-value children, so a request costs map lookups
-// and atomic adds, not label hashing.
+// and atomic adds, not label hashing. Label values from requests are made
+// valid UTF-8 and capped in number (metrics_limit.go).
+//
+// Every chain has a recovery layer (package recovery, recover.go): a panic
+// in a layer fails only its request, with a 500 INTERNAL, and is logged and
+// counted in skein_panics_total{layer}.
 package proxy

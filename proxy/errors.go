@@ -8,6 +8,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/recovery"
 	"github.com/skeinmesh/skein/resiliency"
 )
 
@@ -29,6 +30,8 @@ const (
 	ReasonAccessDenied    = "ACCESS_DENIED"
 	ReasonCircuitOpen     = "CIRCUIT_OPEN"
 	ReasonInvalidBaggage  = "INVALID_BAGGAGE"
+	ReasonInvalidBody     = "INVALID_REQUEST_BODY"
+	ReasonInternal        = "INTERNAL" // a recovered panic (proxy/recover.go)
 )
 
 // Dapr error codes (contract §1.10).
@@ -40,8 +43,14 @@ const (
 )
 
 // errBodyTooLarge is returned by the body limiter when a request body
-// exceeds --max-body-size. The text is Dapr's.
-var errBodyTooLarge = errors.New("stream too large")
+// exceeds --max-body-size. The text is Dapr's. Like a malformed body it is
+// the client's fault, so no instance is blamed for it (ClientFault).
+var errBodyTooLarge error = bodyTooLargeError{}
+
+type bodyTooLargeError struct{}
+
+func (bodyTooLargeError) Error() string     { return "stream too large" }
+func (bodyTooLargeError) ClientFault() bool { return true }
 
 // errNoAppChannel is returned when the sidecar has no --app-port.
 var errNoAppChannel = errors.New("app channel is not initialized")
@@ -71,8 +80,11 @@ type errorBody struct {
 func classify(err error) (status int, reason string) {
 	var badID *InvalidAppIDError
 	var appErr *appChannelError
+	var badBody *clientBodyError
 	var denied *access.DeniedError
 	switch {
+	case errors.Is(err, recovery.ErrPanic):
+		return http.StatusInternalServerError, ReasonInternal
 	case errors.As(err, &denied):
 		return http.StatusForbidden, ReasonAccessDenied
 	case errors.Is(err, errOverflow):
@@ -91,6 +103,10 @@ func classify(err error) (status int, reason string) {
 		return http.StatusInternalServerError, ReasonAppUnreachable
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusInternalServerError, ReasonBodyTooLarge
+	case errors.As(err, &badBody):
+		// Before the app-channel case: on the callee a body the caller's
+		// sidecar failed to send surfaces through the app transport.
+		return http.StatusBadRequest, ReasonInvalidBody
 	case errors.Is(err, errNoAppChannel):
 		return http.StatusInternalServerError, ReasonNoAppChannel
 	case errors.Is(err, context.DeadlineExceeded):

@@ -69,6 +69,10 @@ type instruments struct {
 	edgeRequests    *prometheus.CounterVec
 	edgeDuration    *prometheus.HistogramVec
 	componentLoaded *prometheus.CounterVec
+
+	// limits caps the values of request-derived labels; shared by every
+	// copy, as the vectors are (metrics_limit.go).
+	limits *labelLimits
 }
 
 func newInstruments(buckets []float64) *instruments {
@@ -93,6 +97,7 @@ func newInstruments(buckets []float64) *instruments {
 		edgeRequests:    counter(mEdgeRequests, "Calls from this app to another app (after retries), by caller, callee and status class (2xx, 3xx, 4xx, 5xx).", labelsEdge),
 		edgeDuration:    hist(mEdgeDuration, "Time from a call to another app until its response headers (after retries), in seconds.", edgeBuckets, labelsEdgeLat),
 		componentLoaded: counter(mComponentLoaded, "The number of successfully loaded components (Skein loads none; kept for Dapr's dashboards).", labelsApp),
+		limits:          newLabelLimits(maxLabelValues),
 	}
 	in.setLatency(buckets)
 	return in

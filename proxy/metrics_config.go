@@ -52,6 +52,10 @@ type MetricsSpec struct {
 	mux   *http.ServeMux                       // PathMatching, expanded; nil without patterns
 	rules map[string]map[string][]labelRewrite // metric → label → rewrites, in document order
 	reqs  sync.Pool                            // *http.Request for ServeMux lookups
+	// boundedValues are the label values the Configuration itself names
+	// (pathMatching patterns, rule replacements): exempt from the cap on
+	// label values (metrics_limit.go).
+	boundedValues map[string]bool
 }
 
 // MetricRule is one entry of spec.metrics.rules: regex replacements for
@@ -246,6 +250,10 @@ func (m *MetricsSpec) compile(path string) (err error) {
 			return err
 		}
 		m.mux = mux
+		m.boundedValues = map[string]bool{}
+		for _, p := range pats {
+			m.boundedValues[p] = true
+		}
 	}
 	m.rules = map[string]map[string][]labelRewrite{}
 	for _, r := range m.Rules {
@@ -256,6 +264,12 @@ func (m *MetricsSpec) compile(path string) (err error) {
 		}
 		for _, l := range r.Labels {
 			byLabel[l.Name] = append(byLabel[l.Name], l.Regex...)
+			for _, rw := range l.Regex {
+				if m.boundedValues == nil {
+					m.boundedValues = map[string]bool{}
+				}
+				m.boundedValues[rw.replacement] = true
+			}
 		}
 	}
 	return nil

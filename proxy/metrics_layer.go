@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 )
 
@@ -84,7 +85,6 @@ func (s *Sidecar) callMetrics(next http.RoundTripper) http.RoundTripper {
 			return next.RoundTrip(r)
 		}
 		m := c.snap.meters
-		p := m.peerChildren(peerKey{appID: c.target.AppID, streaming: streams(r)})
 		start := time.Now()
 		resp, err := next.RoundTrip(r)
 		end := time.Now()
@@ -97,8 +97,9 @@ func (s *Sidecar) callMetrics(next http.RoundTripper) http.RoundTripper {
 		default:
 			status, _ = classify(err)
 		}
-		m.peerStatus(p, status).edge.Inc()
-		p.duration.observe(r.Context(), end.Sub(start).Seconds(), end)
+		e := m.edgeChildren(edgeTarget(c, err))
+		m.edgeRequests(e, status).Inc()
+		e.duration.observe(r.Context(), end.Sub(start).Seconds(), end)
 		return resp, err
 	})
 }
@@ -112,10 +113,19 @@ func (s *Sidecar) attemptMetrics(next http.RoundTripper) http.RoundTripper {
 			return next.RoundTrip(r)
 		}
 		m := c.snap.meters
-		p := m.peerChildren(peerKey{appID: c.target.AppID, streaming: streams(r)})
-		p.reqSent.Inc()
+		streaming := streams(r)
 		start := time.Now()
 		resp, err := next.RoundTrip(r)
+		if errors.Is(err, discovery.ErrNotFound) {
+			// No instance to send to: like Dapr, whose name resolution fails
+			// before it records anything, no series for this app id.
+			return resp, err
+		}
+		// Counted once the attempt is over rather than before it, so that
+		// an app id that resolves to nothing never gets a series; the
+		// count is the same, a long call's only later.
+		p := m.peerChildren(peerKey{appID: c.target.AppID, streaming: streaming})
+		p.reqSent.Inc()
 		if err != nil {
 			return resp, err // no response arrived
 		}
@@ -127,6 +137,16 @@ func (s *Sidecar) attemptMetrics(next http.RoundTripper) http.RoundTripper {
 		}
 		return resp, nil
 	})
+}
+
+// edgeTarget is the dst_app_id of a finished call: labelUnknown when the
+// app id resolved to no instance, so that calls to made-up app ids share
+// one series.
+func edgeTarget(c *call, err error) string {
+	if errors.Is(err, discovery.ErrNotFound) {
+		return labelUnknown
+	}
+	return c.target.AppID
 }
 
 // streams reports whether a call is a stream rather than a unary request:
@@ -181,15 +201,13 @@ func (s *Sidecar) appMetrics(next http.RoundTripper) http.RoundTripper {
 }
 
 // callerOf is the calling app of a call from another sidecar: from its
-// verified certificate, else (mTLS off) the header its sidecar set.
+// verified certificate, else (mTLS off) the header its sidecar set, which
+// anyone can set, so only a valid app id is taken from it.
 func callerOf(r *http.Request) string {
 	if p, ok := identity.PeerFrom(r.Context()); ok {
 		return p.AppID
 	}
-	if v := r.Header.Get(HeaderCallerAppID); v != "" {
-		return v
-	}
-	return "unknown"
+	return callerLabel(r.Header.Get(HeaderCallerAppID))
 }
 
 // countingBody counts a response body of unknown length and reports the

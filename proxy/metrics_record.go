@@ -35,6 +35,7 @@ type meters struct {
 	server childCache[httpKey, *serverChildren]
 	client childCache[httpKey, *clientChildren]
 	peer   childCache[peerKey, *peerChildren]
+	edge   childCache[string, *edgeChildren]
 	caller childCache[string, *callerChildren]
 }
 
@@ -46,15 +47,11 @@ func newMeters(spec *MetricsSpec, in *instruments, appID string) *meters {
 	return m
 }
 
-// labels returns the label values of metric after spec.metrics.rules.
-func (m *meters) labels(metric string, names []string, values ...string) []string {
-	return m.spec.rewrite(metric, names, values)
-}
-
 // childCache maps label-value keys to their metric children.
 type childCache[K comparable, V any] struct {
-	mu sync.RWMutex
-	m  map[K]V
+	mu     sync.RWMutex
+	m      map[K]V
+	shared map[any]V // intern: by what a value records into
 }
 
 func (c *childCache[K, V]) load(k K) (V, bool) {
@@ -74,6 +71,28 @@ func (c *childCache[K, V]) store(k K, v V) V {
 		c.m[k] = v
 	}
 	c.mu.Unlock()
+	return v
+}
+
+// intern caches under k the value for id, made with mk the first time id
+// is seen. id names what the value records into (its metric children, or
+// its capped app id), so raw keys whose label values collapse into the same
+// series (capped values, low cardinality, rules) share one value instead
+// of one each. Returns that value.
+func (c *childCache[K, V]) intern(k K, id any, mk func() V) V {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m, c.shared = map[K]V{}, map[any]V{}
+	}
+	v, ok := c.shared[id]
+	if !ok {
+		v = mk()
+		c.shared[id] = v
+	}
+	if len(c.m) < maxCachedSeries {
+		c.m[k] = v
+	}
 	return v
 }
 
@@ -101,10 +120,10 @@ type peerKey struct {
 	streaming bool
 }
 
-// peerChildren are the caller side's children for one target.
+// peerChildren are the caller side's Dapr children for one target, per
+// attempt.
 type peerChildren struct {
 	reqSent  prometheus.Counter
-	duration *latencyObserver // skein_invocation_duration_seconds
 	byStatus childCache[int, *peerStatusChildren]
 	key      peerKey
 }
@@ -112,7 +131,15 @@ type peerChildren struct {
 type peerStatusChildren struct {
 	resRecv prometheus.Counter
 	latency *latencyObserver // nil for streaming calls (Dapr: unary only)
-	edge    prometheus.Counter
+}
+
+// edgeChildren are Skein's per-edge children for one target, per call.
+// They are apart from peerChildren so that a call that never reached an
+// attempt creates none of Dapr's series, not even at zero.
+type edgeChildren struct {
+	duration *latencyObserver // skein_invocation_duration_seconds
+	byClass  childCache[int, prometheus.Counter]
+	appID    string
 }
 
 // callerChildren are the callee side's children for one calling app.
@@ -127,14 +154,15 @@ func (m *meters) serverChildren(k httpKey) *serverChildren {
 		return c
 	}
 	method, path, status := m.spec.methodLabel(k.verb), m.spec.pathLabel(k.path), strconv.Itoa(k.status)
-	c := &serverChildren{
-		count:   m.in.srvCount.WithLabelValues(m.labels(mServerRequestCount, labelsHTTP, m.appID, method, path, status)...),
-		latency: newLatencyObserver(m.in.srvLatency.WithLabelValues(m.labels(mServerLatency, labelsHTTP, m.appID, method, path, status)...), m.in.buckets),
-	}
+	count := m.in.srvCount.WithLabelValues(m.labels(mServerRequestCount, labelsHTTP, m.appID, method, path, status)...)
+	latency := m.in.srvLatency.WithLabelValues(m.labels(mServerLatency, labelsHTTP, m.appID, method, path, status)...)
+	var resp prometheus.Counter
 	if m.spec.IncreasedCardinality {
-		c.resp = m.in.srvRespCount.WithLabelValues(m.labels(mServerResponseCount, labelsHTTP, m.appID, method, path, status)...)
+		resp = m.in.srvRespCount.WithLabelValues(m.labels(mServerResponseCount, labelsHTTP, m.appID, method, path, status)...)
 	}
-	return m.server.store(k, c)
+	return m.server.intern(k, [...]any{count, resp, latency}, func() *serverChildren {
+		return &serverChildren{count: count, resp: resp, latency: newLatencyObserver(latency, m.in.buckets)}
+	})
 }
 
 func (m *meters) clientChildren(k httpKey) *clientChildren {
@@ -143,24 +171,27 @@ func (m *meters) clientChildren(k httpKey) *clientChildren {
 	}
 	// The client path is "/" + the method the app receives (contract §6.2).
 	method, path, status := m.spec.methodLabel(k.verb), m.spec.pathLabel("/"+k.path), strconv.Itoa(k.status)
-	c := &clientChildren{
-		count:     m.in.cliCount.WithLabelValues(m.labels(mClientCompleted, labelsHTTP, m.appID, method, path, status)...),
-		latency:   newLatencyObserver(m.in.cliLatency.WithLabelValues(m.labels(mClientLatency, labelsHTTP, m.appID, method, path, status)...), m.in.buckets),
-		sentBytes: m.in.cliSentBytes.WithLabelValues(m.labels(mClientSentBytes, labelsClientSent, m.appID, method, path)...),
-	}
-	return m.client.store(k, c)
+	count := m.in.cliCount.WithLabelValues(m.labels(mClientCompleted, labelsHTTP, m.appID, method, path, status)...)
+	latency := m.in.cliLatency.WithLabelValues(m.labels(mClientLatency, labelsHTTP, m.appID, method, path, status)...)
+	sentBytes := m.in.cliSentBytes.WithLabelValues(m.labels(mClientSentBytes, labelsClientSent, m.appID, method, path)...)
+	return m.client.intern(k, [...]any{count, latency, sentBytes}, func() *clientChildren {
+		return &clientChildren{count: count, latency: newLatencyObserver(latency, m.in.buckets), sentBytes: sentBytes}
+	})
 }
 
 func (m *meters) peerChildren(k peerKey) *peerChildren {
 	if c, ok := m.peer.load(k); ok {
 		return c
 	}
-	c := &peerChildren{
-		reqSent:  m.in.reqSent.WithLabelValues(m.labels(mReqSent, labelsReqSent, m.appID, k.appID, invocationType(k.streaming))...),
-		duration: newLatencyObserver(m.in.edgeDuration.WithLabelValues(m.labels(mEdgeDuration, labelsEdgeLat, m.appID, k.appID)...), edgeBuckets),
-		key:      k,
-	}
-	return m.peer.store(k, c)
+	// Nested children take the capped id from key, so every series of a
+	// target that is _other says so.
+	id := peerKey{appID: m.appLabel(appsCalled, k.appID), streaming: k.streaming}
+	return m.peer.intern(k, id, func() *peerChildren {
+		return &peerChildren{
+			reqSent: m.in.reqSent.WithLabelValues(m.labels(mReqSent, labelsReqSent, m.appID, id.appID, invocationType(id.streaming))...),
+			key:     id,
+		}
+	})
 }
 
 func (m *meters) peerStatus(p *peerChildren, status int) *peerStatusChildren {
@@ -170,7 +201,6 @@ func (m *meters) peerStatus(p *peerChildren, status int) *peerStatusChildren {
 	st := strconv.Itoa(status)
 	c := &peerStatusChildren{
 		resRecv: m.in.resRecv.WithLabelValues(m.labels(mResRecv, labelsResRecv, m.appID, p.key.appID, st, invocationType(p.key.streaming))...),
-		edge:    m.in.edgeRequests.WithLabelValues(m.labels(mEdgeRequests, labelsEdge, m.appID, p.key.appID, codeClass(status))...),
 	}
 	if !p.key.streaming {
 		c.latency = newLatencyObserver(m.in.resRecvLatency.WithLabelValues(m.labels(mResRecvLatency, labelsResRecvLat, m.appID, p.key.appID, st)...), m.in.buckets)
@@ -178,15 +208,40 @@ func (m *meters) peerStatus(p *peerChildren, status int) *peerStatusChildren {
 	return p.byStatus.store(status, c)
 }
 
+func (m *meters) edgeChildren(appID string) *edgeChildren {
+	if c, ok := m.edge.load(appID); ok {
+		return c
+	}
+	id := m.appLabel(appsCalled, appID)
+	return m.edge.intern(appID, id, func() *edgeChildren {
+		return &edgeChildren{
+			duration: newLatencyObserver(m.in.edgeDuration.WithLabelValues(m.labels(mEdgeDuration, labelsEdgeLat, m.appID, id)...), edgeBuckets),
+			appID:    id,
+		}
+	})
+}
+
+// edgeRequests is the skein_invocation_requests_total child of a call to
+// e's target that ended with status.
+func (m *meters) edgeRequests(e *edgeChildren, status int) prometheus.Counter {
+	if ctr, ok := e.byClass.load(status / 100); ok {
+		return ctr
+	}
+	ctr := m.in.edgeRequests.WithLabelValues(m.labels(mEdgeRequests, labelsEdge, m.appID, e.appID, codeClass(status))...)
+	return e.byClass.store(status/100, ctr)
+}
+
 func (m *meters) callerChildren(appID string) *callerChildren {
 	if c, ok := m.caller.load(appID); ok {
 		return c
 	}
-	c := &callerChildren{
-		reqRecv: m.in.reqRecv.WithLabelValues(m.labels(mReqRecv, labelsReqRecv, m.appID, appID)...),
-		appID:   appID,
-	}
-	return m.caller.store(appID, c)
+	id := m.appLabel(appsCalling, appID)
+	return m.caller.intern(appID, id, func() *callerChildren {
+		return &callerChildren{
+			reqRecv: m.in.reqRecv.WithLabelValues(m.labels(mReqRecv, labelsReqRecv, m.appID, id)...),
+			appID:   id,
+		}
+	})
 }
 
 func (m *meters) resSent(c *callerChildren, status int) prometheus.Counter {

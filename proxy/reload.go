@@ -11,8 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// reloadInterval is how often the configuration files are checked.
-const reloadInterval = 500 * time.Millisecond
+// reloadInterval is how often the configuration files are checked. A
+// change is loaded at the check after the one that saw it (watchConfig),
+// so it applies within two intervals plus its compile.
+const reloadInterval = 250 * time.Millisecond
 
 // ConfigFiles are where the sidecar's configuration lives: the Dapr
 // Configuration (--config) and resource directories (--resources-path).
@@ -70,12 +72,18 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 }
 
 // watchConfig applies every change of the configuration files until ctx
-// ends. Bursts of writes coalesce: only the state found at each check is
-// loaded, and a content version equal to the current one is skipped.
+// ends. Bursts of writes coalesce: files are loaded once they have stayed
+// unchanged for one check, so a file still being written (a 50 MB one
+// takes a while) is not read half-way, and a content version equal to the
+// current one is skipped. A load stops when ctx ends, so shutdown waits at
+// most for a compile, which the size limit keeps short
+// (MaxConfigFileSize); requests never wait: they keep the snapshot they
+// loaded until Apply swaps in the next.
 func (s *Sidecar) watchConfig(ctx context.Context, files ConfigFiles) {
 	t := time.NewTicker(reloadInterval)
 	defer t.Stop()
-	last := files.fingerprint()
+	last := files.fingerprint() // the state last loaded
+	prev := last                // the state at the previous check
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,11 +91,16 @@ func (s *Sidecar) watchConfig(ctx context.Context, files ConfigFiles) {
 		case <-t.C:
 		}
 		fp := files.fingerprint()
-		if fp == last {
+		settled := fp == prev
+		prev = fp
+		if fp == last || !settled {
 			continue
 		}
 		last = fp
-		cfg, err := LoadConfig(files.Configuration, files.ResourceDirs)
+		cfg, err := loadConfig(ctx, files.Configuration, files.ResourceDirs)
+		if ctx.Err() != nil {
+			return // shutting down: a load cut short is neither applied nor counted
+		}
 		if err == nil && cfg.Version == s.snap.Load().Version {
 			continue
 		}

@@ -2,13 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"os"
 	"strconv"
 	"sync"
@@ -61,6 +61,11 @@ type Options struct {
 	// OutlierDetection ejects failing instances of a target; the zero
 	// value means discovery.DefaultOutlierDetection.
 	OutlierDetection discovery.OutlierDetection
+	// DiscoveryRefresh is how often the resolver re-reads every app id it
+	// serves: 0 means discovery.DefaultRefreshInterval (250 ms), negative
+	// turns polling off. Changes pushed by the source (xDS EDS) apply at
+	// once either way; the embedded registry's are seen only by polling.
+	DiscoveryRefresh time.Duration
 	MaxHeaderBytes   int
 	GracePeriod      time.Duration
 	Balancer         discovery.Balancer
@@ -75,16 +80,24 @@ type Options struct {
 	IdentityMetrics *identity.Metrics
 	// ConfigFiles are watched and hot-reloaded while the sidecar runs.
 	ConfigFiles ConfigFiles
-	// PeerTransport is how calls reach other sidecars: PeerHTTP2 (default)
-	// or PeerHTTP3, which falls back to HTTP/2 when QUIC cannot connect.
-	// Every sidecar with mTLS serves both, HTTP/3 on UDP with the port
-	// number of the TCP peer port.
+	// PeerTransport is how calls reach other sidecars: PeerHTTP1 (the
+	// default when empty), PeerHTTP2, or PeerHTTP3, which falls back to
+	// HTTP/2 when QUIC cannot connect. Every sidecar serves HTTP/1.1 and
+	// HTTP/2 on its TCP peer port (ALPN with mTLS) and, with mTLS, HTTP/3
+	// on UDP with the same port number.
 	PeerTransport string
 	// Tracing is the tracer provider and its layers (spec.tracing, OTEL_*),
 	// built by the caller from the Configuration; the sidecar flushes and
 	// shuts it down when Run ends. Nil: the defaults (sampling rate 0.0001,
 	// no export), so trace context still flows.
 	Tracing *telemetry.Tracing
+
+	// APIIdleTimeout closes an API keep-alive connection idle this long
+	// (0: DefaultAPIIdleTimeout); APIReadHeaderTimeout bounds reading each
+	// request's line and headers (0: DefaultAPIReadHeaderTimeout). The
+	// largest header block is MaxHeaderBytes (--read-buffer-size; 0:
+	// net/http's default, 1 MiB), exactly (apiserver.go).
+	APIIdleTimeout, APIReadHeaderTimeout time.Duration
 }
 
 // Registrar announces this sidecar to other sidecars.
@@ -109,16 +122,18 @@ type Sidecar struct {
 	snap atomic.Pointer[Snapshot] // current config; loaded once per request
 
 	peers        *peerTransports
-	appTransport *http.Transport
-	remote       *httputil.ReverseProxy // to other sidecars
-	local        *httputil.ReverseProxy // to the local app
+	appTransport pool
+	remote       *forwarder // to other sidecars
+	local        *forwarder // to the local app
 	apiHandler   http.Handler
 	peerHandler  http.Handler
+	inbound      http.Handler // the call's steps of peerHandler, without the connection's (tests)
 
 	apiLns                []net.Listener
 	peerLn, metricsLn     net.Listener
 	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
+	apiH2Srv              *http.Server // h2c on the API port (apiserver.go)
 
 	ready         atomic.Bool
 	xds           xdsState // xDS config, counters and status that outlive snapshots
@@ -162,6 +177,9 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	if opts.OutlierDetection == (discovery.OutlierDetection{}) {
 		opts.OutlierDetection = discovery.DefaultOutlierDetection
 	}
+	if opts.DiscoveryRefresh == 0 {
+		opts.DiscoveryRefresh = discovery.DefaultRefreshInterval
+	}
 	switch {
 	case opts.MaxReplayBody == 0:
 		opts.MaxReplayBody = resiliency.DefaultMaxReplayBody
@@ -177,13 +195,13 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		log:          log,
 		reg:          reg,
 		registry:     registry,
-		resolver:     discovery.NewResolver(source, log, discovery.WithOutlierDetection(opts.OutlierDetection), discovery.WithMetrics(reg, opts.AppID)),
+		resolver:     discovery.NewResolver(source, log, discovery.WithOutlierDetection(opts.OutlierDetection), discovery.WithMetrics(reg, opts.AppID), discovery.WithRefreshInterval(opts.DiscoveryRefresh)),
 		balancer:     opts.Balancer,
 		caller:       Caller{AppID: opts.AppID, Namespace: opts.Namespace},
 		self:         Target{AppID: opts.AppID, Namespace: opts.Namespace},
 		appAddr:      net.JoinHostPort(opts.AppChannelAddress, strconv.Itoa(opts.AppPort)),
 		fwd:          newForwarding(opts.Host),
-		peers:        newPeerTransports(opts.Identity, opts.TrustDomain, opts.IdentityMetrics, opts.PeerTransport == PeerHTTP3, log),
+		peers:        newPeerTransports(opts.Identity, opts.TrustDomain, opts.IdentityMetrics, opts.PeerTransport, log),
 		appTransport: newAppTransport(opts.AppProtocol),
 		peerConn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_peer_connections_opened_total",
@@ -208,8 +226,8 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		}
 	}
 	bufs := &bufferPool{}
-	s.remote = &httputil.ReverseProxy{Rewrite: s.rewriteRemote, ErrorHandler: s.proxyError, BufferPool: bufs}
-	s.local = &httputil.ReverseProxy{Rewrite: s.rewriteLocal, ErrorHandler: s.proxyError, BufferPool: bufs}
+	s.remote = &forwarder{rewrite: s.rewriteRemote, onError: s.proxyError, bufs: bufs}
+	s.local = &forwarder{rewrite: s.rewriteLocal, onError: s.proxyError, bufs: bufs}
 	s.buildChains()
 	empty, err := compile(Config{Version: "none"}, opts.AppID)
 	if err != nil {
@@ -316,24 +334,18 @@ func (s *Sidecar) closeListeners() {
 // grace period for calls in flight, and returns. Before it returns nil the
 // sidecar has become ready: app port reachable (when given) and registered.
 func (s *Sidecar) Run(ctx context.Context) error {
-	var p1 http.Protocols
-	p1.SetHTTP1(true)
-	p1.SetUnencryptedHTTP2(true) // h2c on the API port, as daprd
-	s.apiSrv = &http.Server{
-		Handler:           s.apiHandler,
-		Protocols:         &p1,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	// HTTP/1.1 and h2c on the API port, as daprd; one listener, split by
+	// the first bytes of each connection.
+	s.apiSrv, s.apiH2Srv = newAPIServers(s.apiHandler, s.opts.MaxHeaderBytes, s.opts.APIIdleTimeout, s.opts.APIReadHeaderTimeout, s.log)
 	var p2 http.Protocols
 	peerLn := s.peerLn
-	tcpTransport := "h2c"
+	p2.SetHTTP1(true) // the default peer transport: keep-alive HTTP/1.1, its handler on the connection's goroutine
+	tcpTransport := "cleartext"
 	if s.opts.Identity != nil {
 		// mTLS, TLS 1.3 only; refused handshakes are logged and counted.
 		p2.SetHTTP2(true)
-		tcpTransport = "h2"
-		peerLn = identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2"), func(reason string, remote net.Addr, err error) {
+		tcpTransport = "tls"
+		peerLn = identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2", "http/1.1"), func(reason string, remote net.Addr, err error) {
 			s.opts.IdentityMetrics.HandshakeFailed("server", reason)
 			s.log.Warn("peer handshake refused", "remote", remote.String(), "reason", reason, "err", err)
 		})
@@ -345,16 +357,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		Protocols:         &p2,
 		ConnContext:       identity.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       peerIdleTimeout,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
 			if st == http.StateNew {
-				s.peerConn.WithLabelValues(tcpTransport).Inc()
+				s.peerConn.WithLabelValues(peerConnTransport(c, tcpTransport)).Inc()
 			}
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, len(s.apiLns)+2)
+	errc := make(chan error, 2*len(s.apiLns)+2)
 	serve := func(srv *http.Server, ln net.Listener) {
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -363,7 +376,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		})
 	}
 	for _, ln := range s.apiLns {
-		serve(s.apiSrv, ln)
+		h1, h2 := splitH2C(ln)
+		serve(s.apiSrv, h1)
+		serve(s.apiH2Srv, h2)
 	}
 	serve(s.peerSrv, peerLn)
 	if s.metricsLn != nil {
@@ -386,8 +401,10 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	rctx, stopResolver := context.WithCancel(context.Background())
 	wg.Go(func() { s.resolver.Run(rctx) })
+	wctx, stopWatching := context.WithCancel(rctx)
+	defer stopWatching()
 	if !s.opts.ConfigFiles.empty() {
-		wg.Go(func() { s.watchConfig(rctx, s.opts.ConfigFiles) })
+		wg.Go(func() { s.watchConfig(wctx, s.opts.ConfigFiles) })
 	}
 	if cp := s.xds.cp; cp != nil {
 		wg.Go(func() { cp.Run(rctx) }) // pushes keep coming while calls drain
@@ -410,12 +427,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}
 	}
 	s.ready.Store(false)
+	stopWatching()   // no file reload while calls drain; one being parsed stops
 	close(stopLease) // deregister before draining: no new calls are routed here
 	s.log.Info("shutting down", "grace", s.opts.GracePeriod)
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.GracePeriod)
 	defer cancel()
 	var shut sync.WaitGroup
-	for _, srv := range []*http.Server{s.apiSrv, s.peerSrv, s.mSrv} {
+	for _, srv := range []*http.Server{s.apiSrv, s.apiH2Srv, s.peerSrv, s.mSrv} {
 		if srv != nil {
 			shut.Go(func() {
 				if err := srv.Shutdown(sctx); err != nil {
@@ -443,6 +461,20 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	}
 	s.log.Info("sidecar stopped")
 	return runErr
+}
+
+// peerConnTransport names a new peer connection's transport for
+// skein_peer_connections_opened_total: h2 or h1 by ALPN over mTLS; over
+// cleartext the protocol is known only from the first bytes, so "cleartext".
+func peerConnTransport(c net.Conn, plain string) string {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return plain
+	}
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		return "h2"
+	}
+	return "h1"
 }
 
 // becomeReady waits for the app port, registers, and marks the sidecar
@@ -498,7 +530,7 @@ func waitForPort(ctx context.Context, addr string) error {
 	}
 }
 
-// bufferPool recycles the 32 KiB copy buffers of the reverse proxies.
+// bufferPool recycles the 32 KiB copy buffers of the forwarders.
 type bufferPool struct{ p sync.Pool }
 
 func (b *bufferPool) Get() []byte {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode/utf8"
 )
 
 // Errors returned by the target and method parsers. The invoke handler maps
@@ -44,7 +45,8 @@ func (e *InvalidAppIDError) Error() string {
 
 // ValidateAppID checks a self-hosted app id as Dapr does (non-empty, no dots)
 // and, because the id becomes a SPIFFE path segment and a registry directory
-// name, also rejects '/', '\', whitespace and control characters and ids
+// name, also rejects '/', '\', whitespace and control characters, invalid
+// UTF-8 (an id is a metric label value too, which must be UTF-8) and ids
 // longer than 64 bytes (Sentry's limit).
 func ValidateAppID(id string) error {
 	switch {
@@ -62,6 +64,9 @@ func ValidateAppID(id string) error {
 		if c <= ' ' || c == 0x7f || c == '/' || c == '\\' || c == '%' {
 			return &InvalidAppIDError{ID: id, Reason: fmt.Sprintf("app id contains forbidden character %q", c)}
 		}
+	}
+	if !utf8.ValidString(id) {
+		return &InvalidAppIDError{ID: id, Reason: "app id is not valid UTF-8"}
 	}
 	return nil
 }
@@ -93,12 +98,24 @@ func ParseTarget(s, callerNamespace string) (Target, error) {
 // '%' after decoding is rejected outright: Dapr lets "%25" through the
 // normaliser and then fails to build the app URL (500), so rejecting it here
 // gives the same status with a clearer reason.
+//
+// A method that is not valid UTF-8 (e.g. "%ff") is rejected too, with the
+// same 500 INVALID_METHOD: Dapr carries the method to the callee in a
+// proto3 string, whose marshalling refuses invalid UTF-8, so such a call
+// fails in Dapr as well, only later and less clearly. Refusing it here keeps
+// it out of access decisions, span names, logs and metric labels.
 func NormalizeMethod(m string) (string, error) {
+	ascii := true
 	for i := 0; i < len(m); i++ {
 		switch c := m[i]; {
 		case c < 0x20, c == 0x7f, c == '#', c == '?', c == '%':
 			return "", fmt.Errorf("%w: method contains forbidden character: %q", ErrInvalidMethod, m)
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
+	}
+	if !ascii && !utf8.ValidString(m) {
+		return "", fmt.Errorf("%w: method is not valid UTF-8: %q", ErrInvalidMethod, m)
 	}
 	if isClean(m) {
 		return m, nil
@@ -129,14 +146,25 @@ func isClean(m string) bool {
 	return true
 }
 
+// invokeVerbs are the verbs of Dapr's HTTPExtension enum (contract §1.4).
+var invokeVerbs = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+	http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch}
+
 // invokeVerb is the verb a call carries to the app. Dapr carries it as
-// HTTPExtension's enum, so a verb outside the enum (e.g. PROPFIND) reaches
-// the app, and access policies, as POST (contract §1.4); Skein does the same.
+// HTTPExtension's enum, upper-casing what was sent, so "get" reaches the
+// app as GET and a verb outside the enum (e.g. PROPFIND) as POST (contract
+// §1.4); Skein does the same, and access control decides on this verb,
+// never on the one as sent. It does not allocate.
 func invokeVerb(m string) string {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
 		http.MethodConnect, http.MethodOptions, http.MethodTrace, http.MethodPatch:
 		return m
+	}
+	for _, v := range invokeVerbs {
+		if strings.EqualFold(m, v) {
+			return v
+		}
 	}
 	return http.MethodPost
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -50,7 +51,7 @@ func TestParseTarget(t *testing.T) {
 
 func TestValidateAppID(t *testing.T) {
 	long := strings.Repeat("a", 65)
-	for _, id := range []string{"", "a.b", long, "a/b", "a\\b", "a b", "a\tb", "a%b", "a\x7f"} {
+	for _, id := range []string{"", "a.b", long, "a/b", "a\\b", "a b", "a\tb", "a%b", "a\x7f", "a\xff", "\xc3"} {
 		if ValidateAppID(id) == nil {
 			t.Errorf("ValidateAppID(%q) = nil, want an error", id)
 		}
@@ -90,6 +91,9 @@ func TestNormalizeMethod(t *testing.T) {
 		{name: "LF", in: "test\nstream", wantErr: true},
 		{name: "DEL", in: "test\x7fstream", wantErr: true},
 		{name: "decoded %25", in: "test%stream", wantErr: true},
+		{name: "decoded %ff: not UTF-8", in: "public/\xff1", wantErr: true},
+		{name: "truncated UTF-8", in: "caf\xc3", wantErr: true},
+		{name: "UTF-8 passes", in: "café/日本", want: "café/日本"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +226,9 @@ func FuzzNormalizeMethod(f *testing.F) {
 		}
 		if strings.ContainsAny(got, "#?%\x00\r\n\x7f") {
 			t.Fatalf("%q → %q kept a forbidden byte", in, got)
+		}
+		if !utf8.ValidString(got) {
+			t.Fatalf("%q → %q is not valid UTF-8", in, got)
 		}
 	})
 }

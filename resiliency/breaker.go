@@ -123,8 +123,9 @@ func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {
 				m.activated(&mp, policyBreaker, to.String())
 				m.breakerState(&mp, to.String())
 			},
-			// A caller that went away says nothing about the callee.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+			// A caller that went away, or whose request body failed, says
+			// nothing about the callee.
+			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || isClientFault(err) },
 		}),
 	}
 }
@@ -134,8 +135,10 @@ func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {
 // "<target>:<method>" from reg (methodOf; nil means the URL path without
 // its leading "/"), fails fast with ErrCircuitOpen or ErrTooManyRequests
 // without calling next when the breaker refuses, and otherwise counts a
-// transport error or a response with status >= 500 as a failure. It sits
-// inside Retry, so every attempt is counted.
+// transport error or a response with status >= 500 as a failure; the
+// caller's cancellation and its client's faults (a malformed request body)
+// count as neither failure nor success. It sits inside Retry, so every
+// attempt is counted.
 func Breaker(reg *Registry, policyOf func(*http.Request) Policy, methodOf func(*http.Request) string) func(http.RoundTripper) http.RoundTripper {
 	if methodOf == nil {
 		methodOf = func(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, "/") }

@@ -37,10 +37,11 @@ func WithMaxReplayBody(n int64) RetryOption { return func(c *retryConfig) { c.ma
 // Retry is the retry layer (contract §5.4), outermost of the three so that
 // the breaker counts and the timeout bounds every attempt. For a request
 // whose policy (policyOf) has a Retry it retries errors the policy matches:
-// transport errors (except ErrCircuitOpen and ErrTooManyRequests, which
-// stop at once) and HTTP statuses per RetryPolicy.RetryHTTP, up to
-// MaxRetries, waiting per the policy's Backoff and honouring the request's
-// context. The final result is the last attempt's; the bodies of discarded
+// transport errors (except ErrCircuitOpen, ErrTooManyRequests and the
+// client's own faults, such as a malformed request body, which stop at
+// once) and HTTP statuses per RetryPolicy.RetryHTTP, up to MaxRetries,
+// waiting per the policy's Backoff and honouring the request's context.
+// The final result is the last attempt's; the bodies of discarded
 // responses are closed.
 //
 // Only replayable requests are retried: no body, req.GetBody set, or a
@@ -127,7 +128,7 @@ func retry(req *http.Request, next http.RoundTripper, p *Policy, getBody func() 
 // shouldRetry reports whether an attempt's outcome is a retry candidate.
 func shouldRetry(ctx context.Context, rp *RetryPolicy, resp *http.Response, err error) bool {
 	if err != nil {
-		if errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrTooManyRequests) || ctx.Err() != nil {
+		if errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrTooManyRequests) || ctx.Err() != nil || isClientFault(err) {
 			return false
 		}
 		return true

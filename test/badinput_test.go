@@ -66,9 +66,12 @@ func TestBadInput(t *testing.T) {
 			raw: "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"},
 		{name: "space in header name", status: http.StatusBadRequest,
 			raw: "GET " + invoke + " HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n"},
-		// At least 14 bytes: the server peeks that many for the h2c preface.
 		{name: "garbage request line", status: http.StatusBadRequest,
 			raw: "THIS IS NOT HTTP AT ALL\r\n\r\n"},
+		// Shorter than the h2c preface: answered at once all the same
+		// (TestAPIShortMalformedRequestAnsweredAtOnce).
+		{name: "short garbage", status: http.StatusBadRequest,
+			raw: "GARBAGE\r\n\r\n"},
 		{name: "missing Host", status: http.StatusBadRequest,
 			raw: "GET " + invoke + " HTTP/1.1\r\n\r\n"},
 		{name: "two Host headers", status: http.StatusBadRequest,

@@ -10,7 +10,9 @@
 // other types into a proxy.XDSConfig and applied with
 // proxy.Sidecar.ApplyXDS, which compiles it into the same snapshot as the
 // YAML files; the endpoints go to Endpoints, the discovery.Source the
-// sidecar resolves with. A response is ACKed only once the sidecar accepted
+// sidecar resolves with, which tells the resolver (discovery.Notifier) which
+// apps' instances changed so calls follow an EDS update at once, not at the
+// resolver's next poll. A response is ACKed only once the sidecar accepted
 // it. Otherwise it is NACKed with error_detail naming the resource and the
 // field (`Cluster "orders" (resources[0]): outlier_detection.base_ejection_time:
 // invalid duration ...`) and the last good config keeps serving; a bad

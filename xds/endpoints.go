@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/skeinmesh/skein/discovery"
@@ -14,10 +16,19 @@ import (
 // control plane does not know stay reachable. Sidecars with separate
 // $SKEIN_HOMEs thus find each other only through the control plane.
 //
+// It is a discovery.Notifier: every applied EDS update tells subscribers
+// (the sidecar's Resolver) which apps' instances changed, so calls move to
+// new instances without waiting for a poll. Changes of the fallback are not
+// pushed; the Resolver's polling finds them.
+//
 // Safe for concurrent use; the zero value has no fallback.
 type Endpoints struct {
 	fallback discovery.Source
 	m        atomic.Pointer[map[proxy.Target][]discovery.Instance]
+
+	mu   sync.Mutex // guards subs and next
+	subs map[int]func(appID, namespace string)
+	next int
 }
 
 // NewEndpoints returns an empty Endpoints falling back to fallback (nil:
@@ -40,5 +51,57 @@ func (e *Endpoints) Lookup(appID, namespace string) ([]discovery.Instance, error
 	return e.fallback.Lookup(appID, namespace)
 }
 
-// set replaces the instances of every xDS app; m is not modified later.
-func (e *Endpoints) set(m map[proxy.Target][]discovery.Instance) { e.m.Store(&m) }
+// Subscribe implements discovery.Notifier: changed is called, from the xDS
+// client's goroutine, with each app whose EDS instances an update added,
+// changed or removed (a removed app falls back), after Lookup returns the
+// new ones. changed must not block.
+func (e *Endpoints) Subscribe(changed func(appID, namespace string)) (cancel func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.subs == nil {
+		e.subs = map[int]func(appID, namespace string){}
+	}
+	id := e.next
+	e.next++
+	e.subs[id] = changed
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.subs, id)
+	}
+}
+
+// set replaces the instances of every xDS app and tells subscribers which
+// apps changed; m is not modified later. Calls are serialised (the
+// client's Run).
+func (e *Endpoints) set(m map[proxy.Target][]discovery.Instance) {
+	var old map[proxy.Target][]discovery.Instance
+	if p := e.m.Swap(&m); p != nil {
+		old = *p
+	}
+	var changed []proxy.Target
+	for t, ins := range m {
+		if prev, ok := old[t]; !ok || !slices.Equal(prev, ins) {
+			changed = append(changed, t)
+		}
+	}
+	for t := range old {
+		if _, ok := m[t]; !ok {
+			changed = append(changed, t)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	e.mu.Lock()
+	subs := make([]func(appID, namespace string), 0, len(e.subs))
+	for _, f := range e.subs {
+		subs = append(subs, f)
+	}
+	e.mu.Unlock()
+	for _, t := range changed {
+		for _, f := range subs {
+			f(t.AppID, t.Namespace)
+		}
+	}
+}

@@ -45,6 +45,7 @@ type sidecarFlags struct {
 	joinToken, controlPlaneCAFile         string
 	controlPlaneAddress, xdsMode          string
 	outlierBase, outlierMax               time.Duration
+	apiIdleTimeout, apiReadHeaderTimeout  time.Duration
 }
 
 type stringList []string
@@ -80,9 +81,11 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.logAsJSON, "log-as-json", false, "log JSON lines")
 	fs.StringVar(&f.maxBodySize, "max-body-size", "", "largest request body, e.g. 4Mi (empty: unlimited)")
-	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block")
+	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block on the API port, request line included (larger gets 431)")
+	fs.DurationVar(&f.apiIdleTimeout, "api-idle-timeout", proxy.DefaultAPIIdleTimeout, "close an API keep-alive connection idle this long")
+	fs.DurationVar(&f.apiReadHeaderTimeout, "api-read-header-timeout", proxy.DefaultAPIReadHeaderTimeout, "longest time to read a request's line and headers on the API port, each request of a connection")
 	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
-	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h2 (HTTP/2 over TCP, default) or h3 (HTTP/3 over QUIC, falling back to h2)")
+	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h1 (keep-alive HTTP/1.1 over TCP, default), h2 (HTTP/2 over TCP) or h3 (HTTP/3 over QUIC, falling back to h2)")
 	fs.StringVar(&f.controlPlaneAddress, "control-plane-address", "", "HOST:PORT of an xDS control plane (ADS over gRPC): routes, endpoints, resiliency and access policy come from it too (default: the Configuration's spec.controlPlane.address)")
 	fs.StringVar(&f.xdsMode, "xds-mode", "", "ADS variant: sotw (state of the world, default) or delta (incremental) (default: spec.controlPlane.mode)")
 	fs.StringVar(&f.joinToken, "join-token", "", "token for the control plane's registry and CA (default $SKEIN_JOIN_TOKEN); with --control-plane-address the SVID comes from the control plane")
@@ -170,6 +173,14 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 	if f.cores < 0 {
 		errs = append(errs, fmt.Errorf("--cores: %d is negative", f.cores))
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"api-idle-timeout", f.apiIdleTimeout}, {"api-read-header-timeout", f.apiReadHeaderTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s: %s is not positive", d.name, d.v))
+		}
+	}
 	if f.graceSeconds < 0 {
 		errs = append(errs, fmt.Errorf("--dapr-graceful-shutdown-seconds: %d is negative", f.graceSeconds))
 	}
@@ -212,6 +223,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		Balancer:           bal,
 		MaxReplayBody:      replay,
 		OutlierDetection:   outlier,
+
+		APIIdleTimeout:       f.apiIdleTimeout,
+		APIReadHeaderTimeout: f.apiReadHeaderTimeout,
 	}, nil
 }
 

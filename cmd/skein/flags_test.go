@@ -33,6 +33,8 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"bad replay bound", []string{"--app-id", "a", "--max-replay-body-size", "big"}, "--max-replay-body-size"},
 		{"negative outlier run", []string{"--app-id", "a", "--outlier-consecutive-failures", "-1"}, "--outlier-*"},
 		{"outlier max below base", []string{"--app-id", "a", "--outlier-base-ejection", "1m", "--outlier-max-ejection", "1s"}, "--outlier-*"},
+		{"zero idle timeout", []string{"--app-id", "a", "--api-idle-timeout", "0s"}, "--api-idle-timeout"},
+		{"negative header timeout", []string{"--app-id", "a", "--api-read-header-timeout", "-1s"}, "--api-read-header-timeout"},
 		{"stray argument", []string{"--app-id", "a", "extra"}, `unexpected argument "extra"`},
 		{"missing config file", []string{"--app-id", "a", "--config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 	}

@@ -81,7 +81,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	case sig := <-sigs:
 		log.Info("signal received, draining", "signal", sig.String())
 		stopSidecar()
-		if err := <-sidecarDone; err != nil {
+		grace := time.Duration(f.graceSeconds) * time.Second
+		if stopped, err := waitStopped(sidecarDone, grace); !stopped {
+			log.Error("sidecar did not stop in time; stopping the app", "grace", grace, "allowance", shutdownAllowance)
+		} else if err != nil {
 			log.Warn("sidecar stopped with error", "err", err)
 		}
 		_ = cmd.Process.Signal(sig)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/proxy"
@@ -37,11 +38,44 @@ func cmdSidecar(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := sc.Run(ctx); err != nil {
+	context.AfterFunc(ctx, stop) // after the first signal, a second one ends the process at once
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(ctx) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		grace := time.Duration(f.graceSeconds) * time.Second
+		var stopped bool
+		if stopped, err = waitStopped(done, grace); !stopped {
+			log.Error("sidecar did not stop in time; exiting", "grace", grace, "allowance", shutdownAllowance)
+			return 1
+		}
+	}
+	if err != nil {
 		log.Error("sidecar failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// shutdownAllowance is how long a stopping sidecar may take past its
+// grace period (the drain of calls in flight) for the rest of its
+// teardown: deregistering, flushing traces (bounded at 5 s), a reload
+// compiling (bounded by proxy.MaxConfigFileSize). Past it the process
+// does not wait any longer: a signal always ends it.
+const shutdownAllowance = 5 * time.Second
+
+// waitStopped waits for the error of a sidecar told to stop, for at most
+// its grace period plus shutdownAllowance; stopped reports whether it came.
+func waitStopped(done <-chan error, grace time.Duration) (stopped bool, err error) {
+	t := time.NewTimer(grace + shutdownAllowance)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return true, err
+	case <-t.C:
+		return false, nil
+	}
 }
 
 // flagError reports a flag parse error on one line (or prints help).

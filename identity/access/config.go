@@ -196,8 +196,11 @@ func (c *Config) Validate() error {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
+	badAction := func(v string) bool {
+		return v != "" && !strings.EqualFold(v, ActionAllow) && !strings.EqualFold(v, ActionDeny)
+	}
 	action := func(path, v string) {
-		if v != "" && !strings.EqualFold(v, ActionAllow) && !strings.EqualFold(v, ActionDeny) {
+		if badAction(v) {
 			add(path, "%q: must be allow or deny", v)
 		}
 	}
@@ -222,7 +225,9 @@ func (c *Config) Validate() error {
 		action(pp+".defaultAction", p.DefaultAction)
 		mode(pp+".mode", p.Mode)
 		for k, o := range p.Operations {
-			action(fmt.Sprintf("%s.operations[%d].action", pp, k), o.Action)
+			if badAction(o.Action) { // the path is built only when needed: there may be 100,000
+				action(fmt.Sprintf("%s.operations[%d].action", pp, k), o.Action)
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -33,8 +33,18 @@ type node struct {
 	seg  string // pattern segment, without '/'
 	kind segKind
 	op   *operation // non-nil: an operation ends here
-	kids []*node    // config order
+	kids []*node    // config order; segs are distinct
+	// wild holds the indexes in kids of the segments with '*', ascending,
+	// and bySeg the index of every kid once there are more than
+	// indexAbove: a node with many siblings (100,000 operations under one
+	// prefix) is then built and searched without scanning them all.
+	wild  []int
+	bySeg map[string]int
 }
+
+// indexAbove is the number of children up to which a scan finds one faster
+// than a map lookup.
+const indexAbove = 8
 
 func kindOf(seg string) segKind {
 	switch {
@@ -51,15 +61,16 @@ func kindOf(seg string) segKind {
 // put adds op under pattern (without its leading '/'). As in Dapr, a path
 // that already ends an operation keeps the first one.
 func (n *node) put(pattern string, op *operation) {
-	segs := strings.Split(pattern, "/")
-	for i, seg := range segs {
-		last := i == len(segs)-1
+	for rest, last := pattern, false; !last; {
+		seg := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		} else {
+			last = true
+		}
 		var sub *node
-		for _, k := range n.kids {
-			if k.seg == seg {
-				sub = k
-				break
-			}
+		if i := n.find(seg); i >= 0 {
+			sub = n.kids[i]
 		}
 		switch {
 		case sub == nil:
@@ -67,7 +78,7 @@ func (n *node) put(pattern string, op *operation) {
 			if last {
 				sub.op = op
 			}
-			n.kids = append(n.kids, sub)
+			n.add(sub)
 		case last && sub.op == nil:
 			sub.op = op
 		}
@@ -104,12 +115,50 @@ func (n *node) search(rest string) *operation {
 	}
 }
 
-// child returns the first child, in config order, matching seg.
-func (n *node) child(seg string, last bool) *node {
-	for _, k := range n.kids {
-		if k.seg == seg {
-			return k
+// find returns the index in n.kids of the child whose segment is seg, or -1.
+func (n *node) find(seg string) int {
+	if n.bySeg != nil {
+		if i, ok := n.bySeg[seg]; ok {
+			return i
 		}
+		return -1
+	}
+	for i, k := range n.kids {
+		if k.seg == seg {
+			return i
+		}
+	}
+	return -1
+}
+
+// add appends k, a child with a segment no other child has.
+func (n *node) add(k *node) {
+	i := len(n.kids)
+	n.kids = append(n.kids, k)
+	if k.kind != segLiteral {
+		n.wild = append(n.wild, i)
+	}
+	switch {
+	case n.bySeg != nil:
+		n.bySeg[k.seg] = i
+	case len(n.kids) > indexAbove:
+		n.bySeg = make(map[string]int, 2*len(n.kids))
+		for j, k := range n.kids {
+			n.bySeg[k.seg] = j
+		}
+	}
+}
+
+// child returns the first child, in config order, matching seg: the one
+// with equal text, unless a wildcard child before it matches. Only the
+// wildcard children are scanned.
+func (n *node) child(seg string, last bool) *node {
+	eq := n.find(seg)
+	for _, i := range n.wild {
+		if eq >= 0 && i > eq {
+			break
+		}
+		k := n.kids[i]
 		switch k.kind {
 		case segSingle:
 			if last {
@@ -122,6 +171,9 @@ func (n *node) child(seg string, last bool) *node {
 				return k
 			}
 		}
+	}
+	if eq >= 0 {
+		return n.kids[eq]
 	}
 	return nil
 }

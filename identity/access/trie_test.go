@@ -47,24 +47,31 @@ func TestOperationMatchingTable(t *testing.T) {
 			}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := Policy{AppID: "app1", TrustDomain: "public", Namespace: "default", DefaultAction: "deny"}
-			for _, n := range tt.patterns {
-				p.Operations = append(p.Operations, Operation{Name: n, Action: "allow"})
-			}
-			m := mustCompile(t, &Config{DefaultAction: "deny", Policies: []Policy{p}}, false)
-			for req, want := range tt.want {
-				for _, op := range []string{strings.TrimPrefix(req, "/"), req} {
-					d := m.Decide(Request{Caller: caller("public", "default", "app1"), Operation: op})
-					if d.Operation != want {
-						t.Errorf("%v: %q matched %q, want %q", tt.patterns, op, d.Operation, want)
-					}
-					if d.Allowed != (want != "") {
-						t.Errorf("%v: %q allowed = %v, want %v", tt.patterns, op, d.Allowed, want != "")
+		// With fillers first, the root has more than indexAbove children
+		// and is searched through its indexes, in the same config order.
+		for _, fillers := range []int{0, 2 * indexAbove} {
+			t.Run(fmt.Sprintf("%s/%d fillers", tt.name, fillers), func(t *testing.T) {
+				p := Policy{AppID: "app1", TrustDomain: "public", Namespace: "default", DefaultAction: "deny"}
+				for i := range fillers {
+					p.Operations = append(p.Operations, Operation{Name: fmt.Sprintf("/filler%d", i), Action: "allow"})
+				}
+				for _, n := range tt.patterns {
+					p.Operations = append(p.Operations, Operation{Name: n, Action: "allow"})
+				}
+				m := mustCompile(t, &Config{DefaultAction: "deny", Policies: []Policy{p}}, false)
+				for req, want := range tt.want {
+					for _, op := range []string{strings.TrimPrefix(req, "/"), req} {
+						d := m.Decide(Request{Caller: caller("public", "default", "app1"), Operation: op})
+						if d.Operation != want {
+							t.Errorf("%v: %q matched %q, want %q", tt.patterns, op, d.Operation, want)
+						}
+						if d.Allowed != (want != "") {
+							t.Errorf("%v: %q allowed = %v, want %v", tt.patterns, op, d.Allowed, want != "")
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -17,7 +17,6 @@
 package yamlfield
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +51,14 @@ func (d *Decoder) Mapping(n *yaml.Node, path string, set func(key string, v *yam
 		d.Errorf(n, path, "must be a mapping")
 		return
 	}
-	seen := make(map[string]bool, len(n.Content)/2)
+	// A config may hold 100,000 small mappings (access operations): up to
+	// mapAbove keys, a duplicate is looked for among the earlier keys
+	// rather than in a map allocated per mapping.
+	const mapAbove = 8
+	var seen map[string]bool
+	if len(n.Content)/2 > mapAbove {
+		seen = make(map[string]bool, len(n.Content)/2)
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -63,13 +69,25 @@ func (d *Decoder) Mapping(n *yaml.Node, path string, set func(key string, v *yam
 		switch {
 		case k.ShortTag() == "!!merge":
 			d.Errorf(k, fp, "merge keys are not supported")
-		case seen[k.Value]:
+		case seen[k.Value] || seen == nil && keyBefore(n, i, k.Value):
 			d.Errorf(k, fp, "duplicate field")
 		case !set(k.Value, v, fp):
 			d.Errorf(k, fp, "unknown field")
 		}
-		seen[k.Value] = true
+		if seen != nil {
+			seen[k.Value] = true
+		}
 	}
+}
+
+// keyBefore reports whether mapping n has key among its keys before index i.
+func keyBefore(n *yaml.Node, i int, key string) bool {
+	for j := 0; j < i; j += 2 {
+		if k := n.Content[j]; k.Kind == yaml.ScalarNode && k.Value == key {
+			return true
+		}
+	}
+	return false
 }
 
 // List calls each for every item of sequence n; a null n is an empty list.
@@ -82,8 +100,11 @@ func (d *Decoder) List(n *yaml.Node, path string, each func(i int, v *yaml.Node,
 		d.Errorf(n, path, "must be a list")
 		return
 	}
+	// One buffer for every item's path: a list may hold 100,000 items.
+	buf := append(make([]byte, 0, len(path)+12), path...)
 	for i, v := range n.Content {
-		each(i, v, fmt.Sprintf("%s[%d]", path, i))
+		buf = strconv.AppendInt(append(buf[:len(path)], '['), int64(i), 10)
+		each(i, v, string(append(buf, ']')))
 	}
 }
 
@@ -175,12 +196,14 @@ func IsNull(n *yaml.Node) bool {
 	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-// Documents decodes every document of a multi-document YAML file into a
-// fresh T, strictly (unknown fields are errors), and hands each to each
-// with its 1-based number. A document that does not decode stops it with
-// "<file>: document <n>: <error>"; an error from each stops it as is.
-func Documents[T any](file string, b []byte, each func(n int, doc *T) error) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
+// Documents decodes every document of a multi-document YAML file, read
+// from r, into a fresh T, strictly (unknown fields are errors), and hands
+// each to each with its 1-based number. A document that does not decode
+// stops it with "<file>: document <n>: <error>"; an error from each stops
+// it as is. The parser reads r as it goes (512 bytes at a time), so a
+// reader that fails, say once a context is done, cuts a long parse short.
+func Documents[T any](file string, r io.Reader, each func(n int, doc *T) error) error {
+	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
 	for n := 1; ; n++ {
 		doc := new(T)
@@ -195,4 +218,34 @@ func Documents[T any](file string, b []byte, each func(n int, doc *T) error) err
 			return err
 		}
 	}
+}
+
+// Nodes returns how many nodes n stands for with its aliases expanded (the
+// anchored node counted at each alias), counting no further than limit+1. A
+// few aliases can make a small document stand for billions of nodes, which
+// a decoder following them (Mapping, List) would walk one by one: compare
+// the result with a bound before decoding. Nodes does not allocate per node.
+func Nodes(n *yaml.Node, limit int) int {
+	count := 0
+	stack := [][]*yaml.Node{{n}} // the nodes left at each depth
+	for len(stack) > 0 && count <= limit {
+		top := &stack[len(stack)-1]
+		if len(*top) == 0 {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		c := (*top)[0]
+		*top = (*top)[1:]
+		for i := 0; c != nil && c.Kind == yaml.AliasNode && i < 100; i++ { // bounded as in Resolve
+			c = c.Alias
+		}
+		if c == nil {
+			continue
+		}
+		count++
+		if len(c.Content) > 0 {
+			stack = append(stack, c.Content)
+		}
+	}
+	return count
 }

@@ -360,11 +360,27 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 			if trace != nil && trace.WroteRequest != nil {
 				trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 			}
+			if err != nil {
+				// The server waits for the rest of a request that will not
+				// come: end the wait for its answer too.
+				c.interrupt()
+			}
 			wdone <- err
 		}()
 	}
 	resp, err := c.readHead(req, trace)
 	if err != nil {
+		if wdone != nil {
+			select {
+			case werr := <-wdone:
+				if werr != nil {
+					// The request could not be sent whole: that is the
+					// failure (a client body that broke, or the server gone).
+					return fail(fmt.Errorf("h1: write request: %w", werr))
+				}
+			default:
+			}
+		}
 		if c.in.n == 0 && !errors.Is(err, ErrHeaderTooLarge) {
 			err = &staleConnError{err: err}
 		}
@@ -392,11 +408,39 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 // request body, and flushes after each chunk of a chunked one, so
 // streamed bodies go out piece by piece.
 func (c *conn) write(req *http.Request) error {
+	var rb *readErrBody
+	if req.Body != nil && req.Body != http.NoBody {
+		// net/http hides a body's read error behind an unexported type
+		// without Unwrap; keep it so callers can tell a broken body.
+		rb = &readErrBody{rc: req.Body}
+		r := *req
+		r.Body = rb
+		req = &r
+	}
 	if err := req.Write(c.bw); err != nil {
+		if rb != nil && rb.err != nil {
+			return rb.err
+		}
 		return err
 	}
 	return c.bw.Flush()
 }
+
+// readErrBody remembers the error its body's Read failed with.
+type readErrBody struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (b *readErrBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *readErrBody) Close() error { return b.rc.Close() }
 
 // readHead reads the final response head, passing 1xx responses to the
 // trace (ReverseProxy relays them).

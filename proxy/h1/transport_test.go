@@ -440,3 +440,35 @@ func TestGetDoesNotAllocateMuch(t *testing.T) {
 		t.Errorf("a pooled GET allocates %v times, want at most %d", n, allocBudget)
 	}
 }
+
+// TestBrokenRequestBodyEndsTheCall: a streamed request body that fails to
+// read ends the call at once with that error, instead of leaving the
+// server waiting for the rest and the caller for the answer.
+func TestBrokenRequestBodyEndsTheCall(t *testing.T) {
+	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	boom := errors.New("client body broke")
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte("some of the body"))
+		_ = pw.CloseWithError(boom)
+	}()
+	req, _ := http.NewRequest(http.MethodPost, s.URL, pr)
+	req.ContentLength = -1
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.RoundTrip(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Errorf("err = %v, want the body's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not end when its body broke")
+	}
+}

@@ -9,6 +9,7 @@
 #
 # SPIRE v1.13.3 (spire-server, spire-agent): ~4 min download, ~7 min compile on a cold cache.
 # Jaeger v1.76.0 (cmd/jaeger, v2 all-in-one): ~2 min download, ~4 min compile on a cold cache.
+# h2spec v2.2.1 (HTTP/2 conformance, test/h2spec_test.go): ~5 s download, ~10 s compile.
 # Prometheus + promtool: Debian's package (apt-get, ~15 s), when not already installed.
 set -euo pipefail
 PEERS=${SKEIN_PEERS:-$HOME/.cache/skein/peers}
@@ -20,10 +21,14 @@ export GOFLAGS=-buildvcs=false
 say() { echo "[peers] $*" >&2; }
 
 # go_tool NAME VERSION PKG...: build PKGs at VERSION in a scratch module.
+# PINS (module@version ...), when set, fixes the versions of dependencies
+# a module without a go.mod of its own would otherwise take at latest.
 go_tool() {
 	local name=$1 ver=$2
 	shift 2
-	local stamp="$BIN/.$name.version" want="$ver $*" p have=1
+	# shellcheck disable=SC2206 # PINS is a list of words
+	local pins=(${PINS:-})
+	local stamp="$BIN/.$name.version" want="$ver $*${PINS:+ pins: ${pins[*]}}" p have=1
 	for p in "$@"; do [ -x "$BIN/$(basename "$p")" ] || have=0; done
 	if [ "$have" = 1 ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
 		say "$name $ver already built in $BIN"
@@ -37,6 +42,10 @@ go_tool() {
 		for p in "$@"; do args+=("$p@$ver"); done
 		say "go get -tool ${args[*]}"
 		go get -tool "${args[@]}"
+		if [ "${#pins[@]}" -gt 0 ]; then
+			say "go get ${pins[*]}"
+			go get "${pins[@]}"
+		fi
 		local t0=$SECONDS
 		go build -o "$BIN/" "$@"
 		say "$name built in $((SECONDS - t0))s"
@@ -46,6 +55,17 @@ go_tool() {
 
 jaeger() {
 	go_tool jaeger v1.76.0 github.com/jaegertracing/jaeger/cmd/jaeger
+}
+
+# h2spec: its v2.2.1 tag has no go.mod (a dep project, hence +incompatible),
+# so each dependency is pinned to the version that built with Go 1.26 on
+# 2026-12-04; a new release of one cannot break or change the build.
+h2spec() {
+	PINS="golang.org/x/net@v0.63.0 golang.org/x/sys@v0.50.0 golang.org/x/text@v0.44.0
+		github.com/spf13/cobra@v1.10.2 github.com/spf13/pflag@v1.0.9
+		github.com/inconshreveable/mousetrap@v1.1.0 github.com/fatih/color@v1.19.0
+		github.com/mattn/go-colorable@v0.1.14 github.com/mattn/go-isatty@v0.0.20" \
+		go_tool h2spec v2.2.1+incompatible github.com/summerwind/h2spec/cmd/h2spec
 }
 
 prometheus() {
@@ -88,8 +108,9 @@ spire() {
 case "${1:-all}" in
 spire) spire ;;
 jaeger) jaeger ;;
+h2spec) h2spec ;;
 prometheus) prometheus ;;
-all) prometheus; spire; jaeger ;;
-*) echo "usage: $0 [all|spire|jaeger|prometheus]" >&2; exit 2 ;;
+all) prometheus; h2spec; spire; jaeger ;;
+*) echo "usage: $0 [all|spire|jaeger|h2spec|prometheus]" >&2; exit 2 ;;
 esac
 say "peers ready in $BIN"

@@ -169,7 +169,7 @@ func loadDir(dir string) (*dirConfig, error) {
 // addYAML decodes the resources of one YAML file.
 func (c *dirConfig) addYAML(file string, b []byte) error {
 	var errs []error
-	err := yamlfield.Documents(file, b, func(i int, r *envelope) error {
+	err := yamlfield.Documents(file, bytes.NewReader(b), func(i int, r *envelope) error {
 		where := fmt.Sprintf("%s: %s %s", file, r.Kind, r.Metadata.Name)
 		if r.Metadata.Name == "" {
 			errs = append(errs, fmt.Errorf("%s: document %d: metadata.name: required", file, i))

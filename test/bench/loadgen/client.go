@@ -14,21 +14,29 @@ import (
 	"time"
 )
 
-// getter sends one GET and reads the whole answer.
-type getter interface {
-	get() (status int, n int64, err error)
+// requester sends one request and reads the whole answer. Safe for
+// concurrent use.
+type requester interface {
+	do() (status int, n int64, err error)
 }
 
-// stdGetter is net/http's client.
-type stdGetter struct {
+// stdClient is net/http's client.
+type stdClient struct {
 	url    string
+	method string
+	body   []byte // sent with every request; never written to
 	client *http.Client
 }
 
-// newStdGetter returns a keep-alive HTTP/1.1 client with at most conns
-// connections, all of which stay pooled between requests.
-func newStdGetter(u string, conns int, timeout time.Duration) *stdGetter {
-	return &stdGetter{url: u, client: &http.Client{
+// newStdClient returns a keep-alive HTTP/1.1 client with at most conns
+// connections, all of which stay pooled between requests. A non-empty body
+// is POSTed with every request, otherwise it GETs.
+func newStdClient(u string, body []byte, conns int, timeout time.Duration) *stdClient {
+	method := http.MethodGet
+	if len(body) > 0 {
+		method = http.MethodPost
+	}
+	return &stdClient{url: u, method: method, body: body, client: &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -41,12 +49,16 @@ func newStdGetter(u string, conns int, timeout time.Duration) *stdGetter {
 	}}
 }
 
-func (g *stdGetter) get() (int, int64, error) {
-	req, err := http.NewRequest(http.MethodGet, g.url, nil)
+func (c *stdClient) do() (int, int64, error) {
+	var body io.Reader
+	if len(c.body) > 0 {
+		body = bytes.NewReader(c.body) // sets ContentLength
+	}
+	req, err := http.NewRequest(c.method, c.url, body)
 	if err != nil {
 		return 0, 0, err
 	}
-	resp, err := g.client.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -55,7 +67,7 @@ func (g *stdGetter) get() (int, int64, error) {
 	return resp.StatusCode, n, err
 }
 
-// rawGetter is a minimal HTTP/1.1 keep-alive client: the calling goroutine
+// rawClient is a minimal HTTP/1.1 keep-alive client: the calling goroutine
 // writes the request and reads the answer on a pooled connection itself.
 // net/http's client hands every request to a writer and a reader goroutine
 // per connection, and each hand-off can wake a thread: on a small machine
@@ -63,9 +75,10 @@ func (g *stdGetter) get() (int, int64, error) {
 // scheduling noise to every sample. It understands Content-Length and
 // chunked bodies and "Connection: close", which is all the benchmark's
 // servers send.
-type rawGetter struct {
+type rawClient struct {
 	addr    string
-	req     []byte
+	head    []byte // request line and headers
+	body    []byte // sent after head with every request; never written to
 	timeout time.Duration
 
 	mu   sync.Mutex
@@ -77,7 +90,9 @@ type rawConn struct {
 	br *bufio.Reader
 }
 
-func newRawGetter(rawURL string, timeout time.Duration) (*rawGetter, error) {
+// newRawClient returns a client of rawURL (http only). A non-empty body is
+// POSTed with every request, with a Content-Length; otherwise it GETs.
+func newRawClient(rawURL string, body []byte, timeout time.Duration) (*rawClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
@@ -89,11 +104,15 @@ func newRawGetter(rawURL string, timeout time.Duration) (*rawGetter, error) {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: skein-loadgen\r\n\r\n"
-	return &rawGetter{addr: addr, req: []byte(req), timeout: timeout}, nil
+	head := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: skein-loadgen\r\n\r\n"
+	if len(body) > 0 {
+		head = "POST " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: skein-loadgen\r\n" +
+			"Content-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	}
+	return &rawClient{addr: addr, head: []byte(head), body: body, timeout: timeout}, nil
 }
 
-func (g *rawGetter) conn() (*rawConn, error) {
+func (g *rawClient) conn() (*rawConn, error) {
 	g.mu.Lock()
 	if n := len(g.idle); n > 0 {
 		c := g.idle[n-1]
@@ -109,13 +128,13 @@ func (g *rawGetter) conn() (*rawConn, error) {
 	return &rawConn{c: c, br: bufio.NewReaderSize(c, 16<<10)}, nil
 }
 
-func (g *rawGetter) put(c *rawConn) {
+func (g *rawClient) put(c *rawConn) {
 	g.mu.Lock()
 	g.idle = append(g.idle, c)
 	g.mu.Unlock()
 }
 
-func (g *rawGetter) get() (int, int64, error) {
+func (g *rawClient) do() (int, int64, error) {
 	c, err := g.conn()
 	if err != nil {
 		return 0, 0, err
@@ -131,8 +150,14 @@ func (g *rawGetter) get() (int, int64, error) {
 }
 
 // exchange writes the request and reads one response on c.
-func (g *rawGetter) exchange(c *rawConn) (status int, n int64, keep bool, err error) {
-	if _, err := c.c.Write(g.req); err != nil {
+func (g *rawClient) exchange(c *rawConn) (status int, n int64, keep bool, err error) {
+	if len(g.body) == 0 {
+		_, err = c.c.Write(g.head)
+	} else {
+		bufs := net.Buffers{g.head, g.body} // one writev; WriteTo consumes bufs, not the slices
+		_, err = bufs.WriteTo(c.c)
+	}
+	if err != nil {
 		return 0, 0, false, err
 	}
 	return readResponse(c.br)
@@ -140,7 +165,7 @@ func (g *rawGetter) exchange(c *rawConn) (status int, n int64, keep bool, err er
 
 var errMalformed = errors.New("malformed response")
 
-// readResponse reads a response to a GET from br and discards its body.
+// readResponse reads a response to a GET or POST from br and discards its body.
 func readResponse(br *bufio.Reader) (status int, n int64, keep bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/skeinmesh/skein/test/bench/result"
 )
 
 type mode int
@@ -29,67 +31,6 @@ func (m mode) String() string {
 		return "rate"
 	}
 	return "max"
-}
-
-// Result is one measured run, written as one JSON line.
-type Result struct {
-	Scenario   string  `json:"scenario"`
-	Mode       string  `json:"mode"` // rate or max
-	URL        string  `json:"url"`
-	TargetRate float64 `json:"targetRate,omitempty"`
-	Conns      int     `json:"conns"`
-	Client     string  `json:"client"` // raw or std
-	// Seconds is the measured phase's wall time, from its first scheduled
-	// request to its last answer.
-	Seconds    float64 `json:"seconds"`
-	Requests   int     `json:"requests"` // completed, errors included
-	Errors     int     `json:"errors"`
-	FirstError string  `json:"firstError,omitempty"`
-	RPS        float64 `json:"rps"`
-	// Latency is from the scheduled start (rate) or the actual start (max)
-	// to the last body byte.
-	Latency Percentiles `json:"latencyMs"`
-	// Lag is how late requests were sent against their schedule (rate
-	// only): the generator's own delay, already included in Latency.
-	Lag   *Percentiles `json:"lagMs,omitempty"`
-	Procs []ProcUsage  `json:"procs,omitempty"`
-	// Machine is what the whole machine did during the measured phase, to
-	// judge how much other work disturbed it.
-	Machine MachineUsage `json:"machine"`
-}
-
-// MachineUsage is CPU in cores (CPU seconds per second) over a phase.
-type MachineUsage struct {
-	Busy      float64 `json:"busyCores"`      // all CPUs less their idle time
-	IRQ       float64 `json:"irqCores"`       // irq and softirq, much of it the loopback traffic
-	Steal     float64 `json:"stealCores"`     // taken by the hypervisor, if it says
-	Generator float64 `json:"generatorCores"` // this load generator
-	// Other is Busy less irq, steal, the generator and the watched
-	// processes: work that is not part of the benchmark.
-	Other float64 `json:"otherCores"`
-}
-
-// Percentiles of a latency distribution, in milliseconds.
-type Percentiles struct {
-	P50  float64 `json:"p50"`
-	P90  float64 `json:"p90"`
-	P99  float64 `json:"p99"`
-	P999 float64 `json:"p999"`
-	Max  float64 `json:"max"`
-}
-
-// ProcUsage is a watched process's CPU over the measured phase and its
-// memory after it.
-type ProcUsage struct {
-	Name       string  `json:"name"`
-	PID        int     `json:"pid"`
-	CPUSeconds float64 `json:"cpuSeconds"`
-	CPUPer1k   float64 `json:"cpuSecondsPer1kReq"`
-	HWMKiB     int64   `json:"vmHWMKiB"` // peak RSS since the process started
-	RSSKiB     int64   `json:"vmRSSKiB"`
-	// CtxSwitchesPerReq counts the context switches of all its threads
-	// per request: how often it slept and woke (or was preempted).
-	CtxSwitchesPerReq float64 `json:"ctxSwitchesPerReq"`
 }
 
 // watchList is the repeatable -watch name=pid flag.
@@ -118,26 +59,90 @@ func (w *watchList) Set(v string) error {
 	return nil
 }
 
+// loadFlags are the flags rate, max and idle share.
+type loadFlags struct {
+	scenario  string
+	run       int
+	url       string
+	bodyBytes int
+	timeout   time.Duration
+	expect    int64
+	clkTck    int
+	out       string
+	client    string
+	watch     watchList
+}
+
+func (f *loadFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.scenario, "scenario", "", "scenario name for the report")
+	fs.IntVar(&f.run, "run", 1, "repetition number recorded with the result (run.sh's RUNS)")
+	fs.StringVar(&f.url, "url", "", "URL to call")
+	fs.IntVar(&f.bodyBytes, "body-bytes", 0, "POST a body of this many bytes with every request (0: GET)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.Int64Var(&f.expect, "expect-bytes", -1, "body size a successful answer has (-1: any)")
+	fs.IntVar(&f.clkTck, "clk-tck", 100, "clock ticks per second (getconf CLK_TCK)")
+	fs.StringVar(&f.out, "out", "", "append the result as a JSON line to this file")
+	fs.StringVar(&f.client, "client", "raw", "raw (a minimal HTTP/1.1 client, less generator CPU) or std (net/http)")
+	fs.Var(&f.watch, "watch", "name=pid of a process to measure (repeatable)")
+}
+
+// loader checks the shared flags and returns the loader they describe,
+// with at most conns connections.
+func (f *loadFlags) loader(conns int) (*loader, error) {
+	if f.url == "" || f.scenario == "" {
+		return nil, errors.New("-url and -scenario are required")
+	}
+	if f.bodyBytes < 0 {
+		return nil, errors.New("-body-bytes must not be negative")
+	}
+	body := requestBody(f.bodyBytes)
+	l := &loader{expect: f.expect}
+	switch f.client {
+	case "raw":
+		c, err := newRawClient(f.url, body, f.timeout)
+		if err != nil {
+			return nil, err
+		}
+		l.r = c
+	case "std":
+		l.r = newStdClient(f.url, body, conns, f.timeout)
+	default:
+		return nil, fmt.Errorf("-client %q: want raw or std", f.client)
+	}
+	return l, nil
+}
+
+// phase returns the result's fields that come from the flags.
+func (f *loadFlags) phase(mode string, conns int) result.Phase {
+	p := result.Phase{Scenario: f.scenario, Run: f.run, Mode: mode, URL: f.url, Method: http.MethodGet, Conns: conns, Client: f.client}
+	if f.bodyBytes > 0 {
+		p.Method, p.RequestBytes = http.MethodPost, int64(f.bodyBytes)
+	}
+	if f.expect > 0 {
+		p.ResponseBytes = f.expect
+	}
+	return p
+}
+
+// requestBody is n bytes of printable filler (nil for 0).
+func requestBody(n int) []byte {
+	if n == 0 {
+		return nil
+	}
+	return bytes.Repeat([]byte("skein-bench-body"), n/16+1)[:n]
+}
+
 func cmdLoad(args []string, m mode, stdout io.Writer) error {
 	fs := flag.NewFlagSet(m.String(), flag.ContinueOnError)
-	scenario := fs.String("scenario", "", "scenario name for the report")
-	url := fs.String("url", "", "URL to GET")
+	var f loadFlags
+	f.register(fs)
 	rate := fs.Float64("rate", 1000, "requests per second (rate only)")
 	duration := fs.Duration("duration", 20*time.Second, "measured phase")
 	warmup := fs.Duration("warmup", 2*time.Second, "unmeasured phase before it, same load")
 	conns := fs.Int("conns", 0, "connections (rate: most in flight, default 64; max: default 32)")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
-	expect := fs.Int64("expect-bytes", -1, "body size a successful answer has (-1: any)")
-	clkTck := fs.Int("clk-tck", 100, "clock ticks per second (getconf CLK_TCK)")
-	out := fs.String("out", "", "append the result as a JSON line to this file")
-	client := fs.String("client", "raw", "raw (a minimal HTTP/1.1 client, less generator CPU) or std (net/http)")
-	var watch watchList
-	fs.Var(&watch, "watch", "name=pid of a process to measure (repeatable)")
+	name := fs.String("mode", m.String(), "mode recorded with the result (run.sh: post for the large-body phase)")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if *url == "" || *scenario == "" {
-		return errors.New("-url and -scenario are required")
 	}
 	if *conns <= 0 {
 		*conns = map[mode]int{modeRate: 64, modeMax: 32}[m]
@@ -145,18 +150,9 @@ func cmdLoad(args []string, m mode, stdout io.Writer) error {
 	if m == modeRate && *rate <= 0 {
 		return errors.New("-rate must be positive")
 	}
-	l := &loader{expect: *expect}
-	switch *client {
-	case "raw":
-		g, err := newRawGetter(*url, *timeout)
-		if err != nil {
-			return err
-		}
-		l.g = g
-	case "std":
-		l.g = newStdGetter(*url, *conns, *timeout)
-	default:
-		return fmt.Errorf("-client %q: want raw or std", *client)
+	l, err := f.loader(*conns)
+	if err != nil {
+		return err
 	}
 	runPhase := func(d time.Duration) phase {
 		if m == modeRate {
@@ -167,9 +163,9 @@ func cmdLoad(args []string, m mode, stdout io.Writer) error {
 	if *warmup > 0 {
 		runPhase(*warmup)
 	}
-	before := make([]uint64, len(watch))
-	csBefore := make([]uint64, len(watch))
-	for i, w := range watch {
+	before := make([]uint64, len(f.watch))
+	csBefore := make([]uint64, len(f.watch))
+	for i, w := range f.watch {
 		t, err := cpuTicks(w.pid)
 		if err != nil {
 			return err
@@ -197,22 +193,20 @@ func cmdLoad(args []string, m mode, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res := Result{
-		Scenario: *scenario, Mode: m.String(), URL: *url, Conns: *conns, Client: *client,
-		Seconds: p.elapsed.Seconds(), Requests: p.requests(), Errors: p.errors, FirstError: p.firstErr,
-		Latency: percentiles(p.lat),
-	}
+	res := f.phase(*name, *conns)
+	res.Seconds, res.Requests, res.Errors, res.FirstError = p.elapsed.Seconds(), p.requests(), p.errors, p.firstErr
+	res.Latency = percentiles(p.lat)
 	res.RPS = float64(res.Requests) / res.Seconds
 	if m == modeRate {
 		res.TargetRate = *rate
 		lag := percentiles(p.lag)
 		res.Lag = &lag
 	}
-	cores := func(ticks uint64) float64 { return float64(ticks) / float64(*clkTck) / p.elapsed.Seconds() }
-	res.Machine = MachineUsage{Busy: float64(ncpu) - cores(mIdle1-mIdle0), IRQ: cores(mIRQ1 - mIRQ0),
+	cores := func(ticks uint64) float64 { return float64(ticks) / float64(f.clkTck) / p.elapsed.Seconds() }
+	res.Machine = result.Machine{Busy: float64(ncpu) - cores(mIdle1-mIdle0), IRQ: cores(mIRQ1 - mIRQ0),
 		Steal: cores(mSteal1 - mSteal0), Generator: cores(self1 - self0)}
 	res.Machine.Other = res.Machine.Busy - res.Machine.IRQ - res.Machine.Steal - res.Machine.Generator
-	for i, w := range watch {
+	for i, w := range f.watch {
 		t, err := cpuTicks(w.pid)
 		if err != nil {
 			return err
@@ -226,57 +220,89 @@ func cmdLoad(args []string, m mode, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		u := ProcUsage{Name: w.name, PID: w.pid, CPUSeconds: float64(t-before[i]) / float64(*clkTck), HWMKiB: hwm, RSSKiB: rss}
+		u := result.Proc{Name: w.name, PID: w.pid, CPUSeconds: float64(t-before[i]) / float64(f.clkTck), HWMKiB: hwm, RSSKiB: rss}
 		if res.Requests > 0 {
 			u.CPUPer1k = u.CPUSeconds / (float64(res.Requests) / 1000)
 			u.CtxSwitchesPerReq = float64(cs-csBefore[i]) / float64(res.Requests)
 		}
 		res.Procs = append(res.Procs, u)
 	}
-	fmt.Fprintf(stdout, "%-8s %-4s %7d req %5d err %9.1f rps  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms",
+	fmt.Fprintf(stdout, "%-10s %-4s %7d req %5d err %9.1f rps  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms",
 		res.Scenario, res.Mode, res.Requests, res.Errors, res.RPS, res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.Max)
 	if res.Lag != nil {
 		fmt.Fprintf(stdout, "  (send lag p99 %.3f ms)", res.Lag.P99)
 	}
-	fmt.Fprintf(stdout, "\n         machine, in cores: busy %.2f = generator %.2f + watched + other work %.2f + irq %.2f + steal %.2f\n",
+	fmt.Fprintf(stdout, "\n           machine, in cores: busy %.2f = generator %.2f + watched + other work %.2f + irq %.2f + steal %.2f\n",
 		res.Machine.Busy, res.Machine.Generator, res.Machine.Other, res.Machine.IRQ, res.Machine.Steal)
 	for _, u := range res.Procs {
-		fmt.Fprintf(stdout, "         %-9s cpu %.3f s (%.4f s/1k req)  VmHWM %.1f MB  %.1f ctx switches/req\n",
+		fmt.Fprintf(stdout, "           %-9s cpu %.3f s (%.4f s/1k req)  VmHWM %.1f MB  %.1f ctx switches/req\n",
 			u.Name, u.CPUSeconds, u.CPUPer1k, float64(u.HWMKiB)*1024/1e6, u.CtxSwitchesPerReq)
 	}
 	if res.FirstError != "" {
-		fmt.Fprintf(stdout, "         first error: %s\n", res.FirstError)
+		fmt.Fprintf(stdout, "           first error: %s\n", res.FirstError)
 	}
-	if *out == "" {
+	if f.out == "" {
 		return nil
 	}
-	return appendJSON(*out, res)
+	return result.Append(f.out, res)
 }
 
-func appendJSON(file string, v any) error {
-	b, err := json.Marshal(v)
+// cmdIdle sends -calls requests one after the other, to finish the
+// processes' start-up (connections, TLS sessions, lazily built state), then
+// records each watched process's VmRSS and VmHWM: its memory before any
+// load. Every call must succeed.
+func cmdIdle(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+	var f loadFlags
+	f.register(fs)
+	calls := fs.Int("calls", 10, "warm-up calls before memory is read")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *calls < 1 {
+		return errors.New("-calls must be at least 1")
+	}
+	l, err := f.loader(1)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
+	start := time.Now()
+	lat := make([]time.Duration, 0, *calls)
+	for range *calls {
+		sent := time.Now()
+		if err := l.once(); err != nil {
+			return fmt.Errorf("warm-up call: %w", err)
+		}
+		lat = append(lat, time.Since(sent))
 	}
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	res := f.phase(result.ModeIdle, 1)
+	res.Seconds, res.Requests = time.Since(start).Seconds(), len(lat)
+	res.RPS = float64(res.Requests) / res.Seconds
+	res.Latency = percentiles(lat)
+	fmt.Fprintf(stdout, "%-10s idle %d calls, p50 %.3f ms; memory before the load:\n", res.Scenario, res.Requests, res.Latency.P50)
+	for _, w := range f.watch {
+		hwm, rss, err := memKiB(w.pid)
+		if err != nil {
+			return err
+		}
+		res.Procs = append(res.Procs, result.Proc{Name: w.name, PID: w.pid, HWMKiB: hwm, RSSKiB: rss})
+		fmt.Fprintf(stdout, "           %-9s VmRSS %.1f MB  VmHWM %.1f MB\n", w.name, float64(rss)*1024/1e6, float64(hwm)*1024/1e6)
 	}
-	return err
+	if f.out == "" {
+		return nil
+	}
+	return result.Append(f.out, res)
 }
 
 type loader struct {
-	g      getter
+	r      requester
 	expect int64
 }
 
-// once sends one GET and checks the answer: 200 and, with expect, its size.
+// once sends one request and checks the answer: 200 and, with expect, its
+// size.
 func (l *loader) once() error {
-	status, n, err := l.g.get()
+	status, n, err := l.r.do()
 	switch {
 	case err != nil:
 		return err
@@ -395,9 +421,9 @@ func (l *loader) closedLoop(d time.Duration, conns int) phase {
 }
 
 // percentiles sorts ds and returns nearest-rank percentiles in ms.
-func percentiles(ds []time.Duration) Percentiles {
+func percentiles(ds []time.Duration) result.Percentiles {
 	if len(ds) == 0 {
-		return Percentiles{}
+		return result.Percentiles{}
 	}
 	slices.Sort(ds)
 	at := func(q float64) float64 {
@@ -405,7 +431,7 @@ func percentiles(ds []time.Duration) Percentiles {
 		i = max(0, min(i, len(ds)-1))
 		return ms(ds[i])
 	}
-	return Percentiles{P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999), Max: ms(ds[len(ds)-1])}
+	return result.Percentiles{P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999), Max: ms(ds[len(ds)-1])}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,25 +1,29 @@
-// Command loadgen is the load generator, the backend and the report writer
-// of Skein's benchmark (test/bench/run.sh). It uses the standard library
-// only, so the benchmark needs no load tool beyond Go.
+// Command loadgen is the load generator and the backend of Skein's
+// benchmark (test/bench/run.sh). It uses the standard library only, so the
+// benchmark needs no load tool beyond Go.
 //
 //	loadgen backend -addr 127.0.0.1:PORT [-size 1024]
-//	    an HTTP/1.1 server answering every request with -size bytes
+//	    an HTTP/1.1 server that reads every request's whole body and
+//	    answers -size bytes
 //	loadgen ports [-n N]
 //	    prints N free loopback TCP ports, one a line
 //	loadgen wait -url URL [-timeout 20s] [-expect-bytes N]
 //	    polls URL until it answers 200 (with N body bytes)
-//	loadgen rate -scenario S -url URL -rate R -duration D [-warmup W] [-conns C] [-watch name=pid ...] -out FILE
-//	    open loop: R requests per second for D, scheduled by start time
+//	loadgen idle -scenario S -url URL [-calls 10] [-watch name=pid ...] -out FILE
+//	    a few calls one after the other, then the watched processes'
+//	    VmRSS and VmHWM: their memory before any load
+//	loadgen rate -scenario S -url URL -rate R -duration D [-warmup W] [-conns C] [-body-bytes B] [-mode M] [-watch name=pid ...] -out FILE
+//	    open loop: R requests per second for D, scheduled by start time;
+//	    with -body-bytes, each request POSTs a body of B bytes
 //	loadgen max -scenario S -url URL -conns C -duration D [-warmup W] [-watch name=pid ...] -out FILE
 //	    closed loop: C connections, each sending its next request as soon as
 //	    the previous one is answered
-//	loadgen report -in FILE
-//	    prints the results in FILE as markdown tables with the ratios and
-//	    the targets
 //
-// rate and max append one JSON line per run to -out; report reads them.
-// -watch samples /proc/<pid>/stat (utime+stime) just before and just after
-// the measured phase, and /proc/<pid>/status VmHWM after it.
+// idle, rate and max append one JSON line per measured phase to -out
+// (package result, tagged with -run), which test/bench/report turns into
+// the markdown report and charts. -watch samples /proc/<pid>/stat
+// (utime+stime) just before and just after the measured phase, and
+// /proc/<pid>/status VmHWM and VmRSS after it.
 package main
 
 import (
@@ -28,7 +32,7 @@ import (
 	"os"
 )
 
-const usage = `usage: loadgen backend|ports|wait|rate|max|report [flags]
+const usage = `usage: loadgen backend|ports|wait|idle|rate|max [flags]
 run "loadgen <command> -h" for a command's flags
 `
 
@@ -53,8 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLoad(args[1:], modeRate, stdout)
 	case "max":
 		err = cmdLoad(args[1:], modeMax, stdout)
-	case "report":
-		err = cmdReport(args[1:], stdout)
+	case "idle":
+		err = cmdIdle(args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2

@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of the API port's connection limits (Options).
+const (
+	// DefaultAPIIdleTimeout closes a keep-alive connection that carried no
+	// request for this long. It is longer than the idle pool timeouts of
+	// Go's (90 s) and .NET's (1 min) HTTP clients, so those close first and
+	// never reuse a connection the sidecar is closing; clients that keep
+	// connections longer (OkHttp, 5 min) retry on a closed one.
+	DefaultAPIIdleTimeout = 2 * time.Minute
+	// DefaultAPIReadHeaderTimeout bounds the reading of each request's
+	// line and headers, on a new connection and on a reused one alike.
+	DefaultAPIReadHeaderTimeout = 10 * time.Second
+)
+
+// peerIdleTimeout closes an idle connection from another sidecar. It is
+// longer than the idle timeouts of the callers' own pools (peers.go), so
+// they close first and never reuse a connection the callee is closing.
+const peerIdleTimeout = 5 * time.Minute
+
+// bufioSlop is what net/http adds to MaxHeaderBytes when it limits the
+// bytes read for a request's header block (Server.initialReadLimitSize).
+const bufioSlop = 4096
+
+// newAPIServers builds the servers of the API port: h1 serves HTTP/1.1 and
+// h2 serves HTTP/2 with prior knowledge (h2c, as daprd's API port does),
+// both with handler. They share one listener through splitH2C, which
+// decides a connection's protocol on its first bytes, so that a short
+// malformed HTTP/1 request is answered at once: net/http's own h2c sniff
+// (Protocols with HTTP/1 and UnencryptedHTTP2 on one server) waits for 14
+// bytes before deciding, and a request such as "GARBAGE\r\n\r\n" got no
+// answer until the client sent more or the header timeout passed.
+//
+// maxHeader is the largest request header block (--read-buffer-size; 0:
+// net/http's default). net/http reads up to MaxHeaderBytes+4096 bytes of it,
+// so h1 gets maxHeader-4096 and admits exactly maxHeader bytes; below
+// 4097, where MaxHeaderBytes cannot go, headerLimit enforces it. For HTTP/2
+// the limit is SETTINGS_MAX_HEADER_LIST_SIZE, in RFC 7541's units.
+func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Duration, log *slog.Logger) (h1, h2 *http.Server) {
+	if idle <= 0 {
+		idle = DefaultAPIIdleTimeout
+	}
+	if readHeader <= 0 {
+		readHeader = DefaultAPIReadHeaderTimeout
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	var p1, p2 http.Protocols
+	p1.SetHTTP1(true)
+	p2.SetUnencryptedHTTP2(true)
+	h1 = &http.Server{
+		Handler:           handler,
+		Protocols:         &p1,
+		ReadHeaderTimeout: readHeader,
+		IdleTimeout:       idle,
+		ErrorLog:          errLog,
+	}
+	switch {
+	case maxHeader > bufioSlop:
+		h1.MaxHeaderBytes = maxHeader - bufioSlop
+	case maxHeader > 0:
+		h1.MaxHeaderBytes = 1 // net/http reads at most 4097 bytes; headerLimit does the rest
+		h1.Handler = headerLimit(maxHeader, handler)
+	}
+	h2 = &http.Server{
+		Handler:           handler,
+		Protocols:         &p2,
+		ReadHeaderTimeout: readHeader,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          errLog,
+	}
+	return h1, h2
+}
+
+// headerLimit answers 431, as net/http does for larger ones, a request
+// whose header block is over max bytes, for limits below what net/http's
+// MaxHeaderBytes can express. The block is measured as written in the
+// canonical form ("Name: value" lines ending CRLF), from the parsed
+// request; net/http has already refused anything over 4097 raw bytes.
+func headerLimit(max int, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if headerSize(r) > max {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "431 Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headerSize is the size of r's request line and header lines as written
+// canonically, with the final empty line. net/http moved Host and
+// Transfer-Encoding out of r.Header; they are counted back.
+func headerSize(r *http.Request) int {
+	const crlf, sep = 2, len(": ")
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + crlf
+	if r.Host != "" {
+		n += len("Host") + sep + len(r.Host) + crlf
+	}
+	for _, te := range r.TransferEncoding {
+		n += len("Transfer-Encoding") + sep + len(te) + crlf
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + sep + len(v) + crlf
+		}
+	}
+	return n + crlf
+}
+
+// h2Preface is the client connection preface of HTTP/2 (RFC 9113 §3.4),
+// which a client with prior knowledge sends first.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// splitH2C divides ln between the API port's HTTP/1 server, which accepts
+// every connection from h1, and its h2c server, which gets from h2 the
+// connections that open with the HTTP/2 preface. A connection's first read
+// decides: as soon as its bytes differ from the preface it stays HTTP/1,
+// with the bytes read so far replayed; once the whole preface has arrived
+// it is handed over, and the HTTP/1 server sees it end. The sniff runs on
+// the HTTP/1 server's goroutine of that connection, under its header
+// timeout, so a slow client holds up only its own connection.
+//
+// Closing h1 closes ln; closing h2 stops hand-overs (a connection handed
+// over after that is closed). Shut both servers down.
+func splitH2C(ln net.Listener) (h1, h2 net.Listener) {
+	q := &connQueue{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	return &sniffListener{Listener: ln, h2: q}, q
+}
+
+// sniffListener is the HTTP/1 side of splitH2C.
+type sniffListener struct {
+	net.Listener
+	h2 *connQueue
+}
+
+func (l *sniffListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &sniffConn{Conn: c, h2: l.h2}, nil
+}
+
+// connQueue is the h2c side of splitH2C: a listener of the connections
+// handed over. Safe for concurrent use.
+type connQueue struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// put hands c to the h2c server; false when it is closed.
+func (q *connQueue) put(c net.Conn) bool {
+	select {
+	case q.ch <- c:
+		return true
+	case <-q.done:
+		return false
+	}
+}
+
+// Protocol of a sniffConn, decided by its first read.
+const (
+	sniffing = iota
+	sniffedHTTP1
+	sniffedH2C
+)
+
+// sniffConn is a connection the HTTP/1 server accepted whose protocol its
+// first read decides (splitH2C). The HTTP/1 server reads it from one
+// goroutine at a time, so Read's state needs no lock; Close and the
+// deadline setters, which the server may call from others, only look at
+// handed.
+type sniffConn struct {
+	net.Conn
+	h2     *connQueue
+	state  int
+	held   []byte      // read while sniffing: replayed to HTTP/1 or handed to h2c
+	handed atomic.Bool // the h2c server owns the connection now
+}
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	switch c.state {
+	case sniffedHTTP1:
+		if len(c.held) > 0 {
+			n := copy(p, c.held)
+			c.held = c.held[n:]
+			return n, nil
+		}
+		return c.Conn.Read(p)
+	case sniffedH2C:
+		return 0, io.EOF
+	}
+	return c.sniff(p)
+}
+
+// sniff reads until the bytes differ from the preface or complete it.
+func (c *sniffConn) sniff(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := c.Conn.Read(p)
+		if len(c.held) == 0 && !prefacePrefix(p[:n]) {
+			c.state = sniffedHTTP1 // the common case: nothing held, nothing to replay
+			return n, err
+		}
+		c.held = append(c.held, p[:n]...)
+		switch {
+		case prefacePrefix(c.held) && len(c.held) >= len(h2Preface):
+			c.handOff()
+			return 0, io.EOF
+		case prefacePrefix(c.held) && err == nil:
+			continue // maybe the preface: wait for more, under the header timeout
+		}
+		// HTTP/1 after all, or the read failed: replay what was held. A
+		// failed read fails again on the next call (the connection is
+		// closed, or its deadline has passed).
+		c.state = sniffedHTTP1
+		if len(c.held) == 0 {
+			return 0, err
+		}
+		return c.Read(p)
+	}
+}
+
+// prefacePrefix reports whether b starts like the HTTP/2 preface, as far
+// as either goes.
+func prefacePrefix(b []byte) bool {
+	m := min(len(b), len(h2Preface))
+	return string(b[:m]) == h2Preface[:m]
+}
+
+// handOff gives the connection, with the bytes read, to the h2c server.
+func (c *sniffConn) handOff() {
+	c.state = sniffedH2C
+	c.handed.Store(true)
+	rc := &replayConn{Conn: c.Conn, pending: c.held}
+	c.held = nil
+	if !c.h2.put(rc) {
+		_ = c.Conn.Close()
+	}
+}
+
+func (c *sniffConn) Close() error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.Close()
+}
+
+func (c *sniffConn) SetDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *sniffConn) SetReadDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *sniffConn) SetWriteDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// CloseWrite lets net/http half-close after an error answer (e.g. its
+// 431), so the client reads the answer before the connection goes.
+func (c *sniffConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && !c.handed.Load() {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// replayConn is a handed-over connection: the bytes already read, then the
+// rest.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// errUpgrade answers a 101 from upstream: the invoke API does not carry
+// protocol upgrades (yet), so no request asks for one.
+var errUpgrade = errors.New("upstream switched protocols, which the invoke API does not carry")
+
+// forwarder is the data path's reverse proxy, on both hops: it sends a
+// copy of the inbound request, shaped by rewrite, through transport and
+// streams the answer back. It does what httputil.ReverseProxy did for us,
+// less what we never used (X-Forwarded-* rewriting, 1xx relay, upgrades,
+// timed flushing), with less work per call: one header copy each way, no
+// per-call trace, context or media-type parsing.
+//
+// Bodies stream in both directions. A response of unknown length
+// (chunked) or a text/event-stream is flushed after every read, so each
+// piece reaches the client as it comes; others are flushed when the
+// handler returns. Response trailers pass through, announced up front
+// when the upstream announced them. A response body that breaks midway
+// aborts the client's connection (http.ErrAbortHandler), so a truncated
+// answer never looks complete.
+type forwarder struct {
+	Transport http.RoundTripper
+	// rewrite addresses out, a copy of in with its own Header and URL.
+	rewrite func(in, out *http.Request)
+	// onError answers a call that got no response.
+	onError func(w http.ResponseWriter, r *http.Request, err error)
+	bufs    *bufferPool
+}
+
+func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
+	out := new(http.Request)
+	*out = *in // same context, body and trailer map: trailers the client sends at the end pass on
+	u := *in.URL
+	out.URL = &u
+	out.Header = in.Header.Clone()
+	out.RequestURI = "" // a client request must not have one
+	out.Close = false
+	if in.ContentLength == 0 {
+		out.Body = nil // nothing to send; a transport may not even read it
+	}
+	if out.Body != nil {
+		// Transports close the body; this is for one that did not (net/http
+		// contract), so a failed call never leaves the client's body open.
+		defer out.Body.Close()
+	}
+	f.rewrite(in, out)
+
+	resp, err := f.Transport.RoundTrip(out)
+	if err != nil {
+		f.onError(w, out, err)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		_ = resp.Body.Close()
+		f.onError(w, out, errUpgrade)
+		return
+	}
+	removeHopHeaders(resp.Header)
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv // resp.Header is ours: its slices may be shared
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	err = f.copyBody(w, resp)
+	_ = resp.Body.Close()
+	if err != nil {
+		// The client must see the answer cut short, not a complete one.
+		panic(http.ErrAbortHandler)
+	}
+	if len(resp.Trailer) > 0 {
+		for k, vv := range resp.Trailer {
+			if len(resp.Trailer) != announced {
+				k = http.TrailerPrefix + k // not announced up front
+			}
+			h[k] = vv
+		}
+	}
+}
+
+// copyBody streams resp's body to w, flushing after every piece when the
+// response streams. A failed write (the client went away) is not an error
+// worth aborting for; a failed read is.
+func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
+	if resp.Body == http.NoBody {
+		return nil
+	}
+	var flush func() error
+	if relayed(resp) {
+		rc := http.NewResponseController(w)
+		flush = rc.Flush
+		_ = flush() // headers now: an event stream may wait long for its first event
+	}
+	buf := f.bufs.Get()
+	defer f.bufs.Put(buf)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the client is gone: nothing to tell it
+			}
+			if flush != nil {
+				if werr := flush(); werr != nil {
+					return nil
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// relayed reports whether a response is relayed piece by piece: of unknown
+// length, or an event stream (httputil.ReverseProxy's rule).
+func relayed(resp *http.Response) bool {
+	if resp.ContentLength == -1 {
+		return true
+	}
+	ct := resp.Header["Content-Type"]
+	if len(ct) == 0 || !strings.HasPrefix(strings.ToLower(ct[0]), "text/event-stream") {
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(ct[0])
+	return mt == "text/event-stream"
+}

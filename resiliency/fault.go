@@ -1,0 +1,17 @@
+package resiliency
+
+import "errors"
+
+// clientFault is how an error says that the caller's client caused it, not
+// the target: a request body that was malformed or cut off, or one over the
+// size limit. Such a failure is neither retried (the body is gone) nor
+// counted by a breaker. proxy's body errors have the method; resiliency
+// states the fact as a behaviour because it cannot import proxy (STYLE §3).
+type clientFault interface{ ClientFault() bool }
+
+// isClientFault reports whether err, or an error it wraps, is a client
+// fault.
+func isClientFault(err error) bool {
+	var cf clientFault
+	return errors.As(err, &cf) && cf.ClientFault()
+}
