@@ -3,5 +3,5 @@
 package h1
 
 // allocBudget is the most allocations a pooled GET may make, set from the
-// measurement (Go 1.26: 15) with a little room.
-const allocBudget = 17
+// measurement (Go 1.26: 10) with a little room.
+const allocBudget = 12

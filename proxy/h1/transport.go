@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -404,26 +406,131 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 	return resp, nil
 }
 
-// write writes req whole and flushes it. http.Request.Write closes the
-// request body, and flushes after each chunk of a chunked one, so
-// streamed bodies go out piece by piece.
+// write writes req whole and flushes it, and closes its body. A request
+// of known length is written here, head and body in one buffer; a chunked
+// one by http.Request.Write, which flushes after each chunk, so streamed
+// bodies go out piece by piece, and writes trailers.
 func (c *conn) write(req *http.Request) error {
-	var rb *readErrBody
-	if req.Body != nil && req.Body != http.NoBody {
-		// net/http hides a body's read error behind an unexported type
-		// without Unwrap; keep it so callers can tell a broken body.
-		rb = &readErrBody{rc: req.Body}
-		r := *req
-		r.Body = rb
-		req = &r
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if !hasBody || req.ContentLength > 0 {
+		err := c.writeFixed(req, hasBody)
+		if hasBody {
+			_ = req.Body.Close()
+		}
+		return err
 	}
-	if err := req.Write(c.bw); err != nil {
-		if rb != nil && rb.err != nil {
+	// net/http hides a body's read error behind an unexported type without
+	// Unwrap; keep it so callers can tell a broken body.
+	rb := &readErrBody{rc: req.Body}
+	r := *req
+	r.Body = rb
+	if err := r.Write(c.bw); err != nil {
+		if rb.err != nil {
 			return rb.err
 		}
 		return err
 	}
 	return c.bw.Flush()
+}
+
+// writeFixed writes a request without a body or with one of
+// req.ContentLength bytes: the head as net/http would (less the default
+// User-Agent, which a proxy must not add), then the body.
+func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
+	bw := c.bw
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	if req.URL.Opaque != "" {
+		bw.WriteString(req.URL.Opaque)
+	} else if p := req.URL.EscapedPath(); p != "" {
+		bw.WriteString(p)
+	} else {
+		bw.WriteByte('/')
+	}
+	if req.URL.RawQuery != "" || req.URL.ForceQuery {
+		bw.WriteByte('?')
+		bw.WriteString(req.URL.RawQuery)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
+			continue // written from the request's fields
+		}
+		if !validFieldName(k) {
+			return fmt.Errorf("h1: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			writeFieldValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
+	switch {
+	case hasBody:
+		bw.WriteString("Content-Length: ")
+		var num [20]byte
+		bw.Write(strconv.AppendInt(num[:0], req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n") // as net/http: some servers want it
+	}
+	if req.Close {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	if hasBody {
+		n, err := io.CopyN(bw, req.Body, req.ContentLength)
+		if err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("h1: request body is %d bytes, want Content-Length %d", n, req.ContentLength)
+			}
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// validFieldName reports whether k is an RFC 9110 token; header names from
+// net/http's parser always are, names set by code may not be.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		b := k[i]
+		if b <= ' ' || b >= 0x7f || b == ':' || strings.IndexByte("\"(),/;<=>?@[\\]{}", b) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// writeFieldValue writes v with CR and LF as spaces, as net/http does, so
+// no value can end the header early (request splitting).
+func writeFieldValue(bw *bufio.Writer, v string) {
+	if strings.IndexAny(v, "\r\n") < 0 {
+		bw.WriteString(v)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if b == '\r' || b == '\n' {
+			b = ' '
+		}
+		bw.WriteByte(b)
+	}
 }
 
 // readErrBody remembers the error its body's Read failed with.

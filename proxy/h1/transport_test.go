@@ -472,3 +472,38 @@ func TestBrokenRequestBodyEndsTheCall(t *testing.T) {
 		t.Fatal("the call did not end when its body broke")
 	}
 }
+
+// TestRequestHead: the head written for a fixed-length request is what a
+// server parses back: method, path and query, Host, headers (a value's CR
+// and LF become spaces, so none can add a header), Content-Length.
+func TestRequestHead(t *testing.T) {
+	type seen struct {
+		method, uri, host, injected, evil string
+		length                            int64
+		body                              string
+	}
+	got := make(chan seen, 1)
+	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.RequestURI, r.Host, r.Header.Get("Injected"), r.Header.Get("X-Evil"), r.ContentLength, string(b)}
+	}))
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPut, s.URL+"/a%20b/c?x=1&y=%2F", strings.NewReader("payload"))
+	req.Host = "orders.default"
+	req.Header.Set("X-Evil", "v\r\nInjected: yes")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	want := seen{"PUT", "/a%20b/c?x=1&y=%2F", "orders.default", "", "v  Injected: yes", 7, "payload"}
+	if g := <-got; g != want {
+		t.Errorf("server saw %+v, want %+v", g, want)
+	}
+	short, _ := http.NewRequest(http.MethodPost, s.URL, strings.NewReader("abc"))
+	short.ContentLength = 10
+	if _, err := tr.RoundTrip(short); err == nil || !strings.Contains(err.Error(), "want Content-Length 10") {
+		t.Errorf("a body shorter than its Content-Length: err = %v", err)
+	}
+}

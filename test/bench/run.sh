@@ -29,10 +29,12 @@
 #   POST_WARMUP [1]     its warm-up
 #   POST_BYTES [1048576] request body size of that phase; the app reads it all
 #   IDLE_CALLS [10]     calls before the idle memory is read
-#   SCENARIOS [direct haproxy skein skein-mtls skein-h3]  which paths to run (table below)
+#   SCENARIOS [direct haproxy skein-mtls skein-mtls-h2]  which paths to run (table below)
 #   SUBJECT [skein-mtls] the scenario the targets table is about
 #   SKEIN_ENV           extra environment for every sidecar, e.g. "GOMAXPROCS=2 GOGC=200"
 #   SKEIN_FLAGS         extra flags for every sidecar, e.g. "--cores 2"
+#   BASELINE [e01b6db]  git ref whose binary the skein-mtls-before scenario runs (the
+#                       commit before issue 11's data path v2)
 #   OUT                 directory to write report.md, raw.jsonl and the SVG charts into
 #                       (make bench: bench-results); without it they stay in the work directory
 #   RESULTS             also copy the report to this file, and the raw JSON lines beside it (.jsonl)
@@ -57,9 +59,10 @@ POST_DURATION=${POST_DURATION:-5}
 POST_WARMUP=${POST_WARMUP:-1}
 POST_BYTES=${POST_BYTES:-1048576}
 IDLE_CALLS=${IDLE_CALLS:-10}
-SCENARIOS=${SCENARIOS:-direct haproxy skein skein-mtls skein-h3}
+SCENARIOS=${SCENARIOS:-direct haproxy skein-mtls skein-mtls-h2}
 SUBJECT=${SUBJECT:-skein-mtls}
 SKEIN_ENV=${SKEIN_ENV:-}
+BASELINE=${BASELINE:-e01b6db}
 SKEIN_FLAGS=${SKEIN_FLAGS:-}
 OUT=${OUT:-}
 RESULTS=${RESULTS:-}
@@ -71,7 +74,8 @@ GO=${GO:-go}
 
 # scenario NAME KIND [SIDECAR FLAG...] declares a scenario. KIND is direct
 # (no proxy), haproxy (two HAProxy hops) or skein (two sidecars a → b started
-# with Skein's defaults, then these flags, then SKEIN_FLAGS). Adding a
+# with Skein's defaults, then these flags, then SKEIN_FLAGS; a first flag
+# @base runs the binary built from git ref BASELINE instead). Adding a
 # scenario is one line here; it runs when named in SCENARIOS. Flags are
 # split on blanks, so a flag value cannot hold one.
 KNOWN=()
@@ -88,7 +92,9 @@ scenario haproxy haproxy
 scenario skein skein --enable-mtls=false         # a → b in cleartext
 scenario skein-mtls skein                         # the defaults: SPIFFE mTLS, default peer transport; the targets' subject
 scenario skein-h3 skein --peer-transport h3       # HTTP/3 over QUIC, same mTLS
-scenario skein-mtls-h1 skein --peer-transport h1  # HTTP/1.1 over the same mTLS; not in the default SCENARIOS
+scenario skein-mtls-h2 skein --peer-transport h2  # HTTP/2 over the same mTLS: the candidate transport issue 11 measured against h1
+scenario skein-mtls-h1 skein --peer-transport h1  # HTTP/1.1 over the same mTLS (today the default, so the same as skein-mtls)
+scenario skein-mtls-before skein @base            # skein-mtls with the binary of git ref BASELINE: before/after in one run
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/skein-bench.XXXXXX")
@@ -236,6 +242,16 @@ say "building skein, loadgen and report"
 (cd "$ROOT" && "$GO" build -o "$WORK/skein" ./cmd/skein && "$GO" build -o "$WORK/loadgen" ./test/bench/loadgen &&
 	"$GO" build -o "$WORK/report" ./test/bench/report)
 SKEIN=$WORK/skein
+SKEIN_BASE=$WORK/skein-base
+for s in $SCENARIOS; do
+	if [[ ${FLAGS[$s]} == @base* ]]; then
+		say "building skein at $BASELINE (scenario $s)"
+		mkdir -p "$WORK/base-src"
+		git -C "$ROOT" archive "$BASELINE" | tar -x -C "$WORK/base-src"
+		(cd "$WORK/base-src" && "$GO" build -o "$SKEIN_BASE" ./cmd/skein)
+		break
+	fi
+done
 LOADGEN=$WORK/loadgen
 REPORT=$WORK/report
 
@@ -395,16 +411,20 @@ run_haproxy() {
 # one set in the caller's shell would switch on export and sampling of every
 # call. Each pair gets its own SKEIN_HOME (and embedded CA).
 run_skein() {
-	local name=$1 run=$2
+	local name=$1 run=$2 bin=$SKEIN
 	shift 2
+	if [[ ${1:-} == @base ]]; then
+		bin=$SKEIN_BASE
+		shift
+	fi
 	export SKEIN_HOME=$WORK/$name-run$run-home
 	local env=(env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
 	# shellcheck disable=SC2086 # SKEIN_ENV is NAME=VALUE words, SKEIN_FLAGS flag words
-	start "$name-run$run-skein-b" "${env[@]}" $SKEIN_ENV "$SKEIN" sidecar --app-id b --dapr-http-port "$SB_HTTP" \
+	start "$name-run$run-skein-b" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id b --dapr-http-port "$SB_HTTP" \
 		--metrics-port "$SB_METRICS" --app-port "$APP_PORT" --log-level warn "$@" $SKEIN_FLAGS
 	local sb=$LAST_PID
 	# shellcheck disable=SC2086
-	start "$name-run$run-skein-a" "${env[@]}" $SKEIN_ENV "$SKEIN" sidecar --app-id a --dapr-http-port "$SA_HTTP" \
+	start "$name-run$run-skein-a" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id a --dapr-http-port "$SA_HTTP" \
 		--metrics-port "$SA_METRICS" --log-level warn "$@" $SKEIN_FLAGS
 	local sa=$LAST_PID
 	local url="http://127.0.0.1:$SA_HTTP/v1.0/invoke/b/method/bench"
