@@ -141,7 +141,7 @@ func TestWeightsShareLoad(t *testing.T) {
 func TestResolverUpdatesWeight(t *testing.T) {
 	src := staticSource{"b.default": {{AppID: "b", Namespace: "default", Address: "127.0.0.1:1", Weight: 2}}}
 	res := NewResolver(src, slog.New(slog.DiscardHandler))
-	st, eps, err := res.resolve("b", "default")
+	st, eps, err := res.resolve(Target{AppID: "b", Namespace: "default"})
 	if err != nil || len(eps) != 1 || eps[0].weight.Load() != 2 {
 		t.Fatalf("resolve: %v %v", eps, err)
 	}
@@ -150,7 +150,7 @@ func TestResolverUpdatesWeight(t *testing.T) {
 	if err := res.refresh(st); err != nil {
 		t.Fatal(err)
 	}
-	if _, eps, _ := res.resolve("b", "default"); eps[0] != ep || ep.weight.Load() != 7 {
+	if _, eps, _ := res.resolve(Target{AppID: "b", Namespace: "default"}); eps[0] != ep || ep.weight.Load() != 7 {
 		t.Errorf("after refresh: same endpoint %v, weight %d", eps[0] == ep, ep.weight.Load())
 	}
 }

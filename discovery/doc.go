@@ -18,8 +18,14 @@
 // after it registers. Endpoint values outlive refreshes, so an instance
 // that stays keeps its load statistics and outlier state.
 //
+// Target names an app: its app id and namespace, a comparable value shared
+// with proxy (proxy.Target is this type) and xds. Its wire form
+// "<app-id>.<namespace>" (String) is the :authority of calls between
+// sidecars; ParseTarget reads it back only where a name comes from outside.
+//
 // Picker is the client-side layer (an http.RoundTripper) that resolves the
-// logical host "<app-id>.<namespace>" of a request, chooses an endpoint with
+// target of a request (the call's, given by its caller, else the request's
+// logical host "<app-id>.<namespace>"), chooses an endpoint with
 // a Balancer (power of two choices over peak-EWMA latency by default, round
 // robin on request; latencies within a factor of two, or a few milliseconds,
 // of each other count as equal, so a light load is shared rather than sent to

@@ -78,7 +78,7 @@ func TestClientBodyFaultIsNotTheInstances(t *testing.T) {
 			res := NewResolver(src, slog.New(slog.DiscardHandler), WithMetrics(prometheus.NewRegistry(), "a"))
 			tr := http.DefaultTransport.(*http.Transport).Clone()
 			defer tr.CloseIdleConnections()
-			rt := Pick(res, prefer(addrs[0]))(tc.wrap(tr))
+			rt := Pick(res, prefer(addrs[0]), nil)(tc.wrap(tr))
 			for i := range 2 * DefaultOutlierDetection.Consecutive {
 				req, _ := http.NewRequest(http.MethodPost, "http://b.default/x", &faultyBody{})
 				_, err := rt.RoundTrip(req)

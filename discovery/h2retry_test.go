@@ -228,7 +228,7 @@ func peerLikeTransport(t *testing.T) *http.Transport {
 func h2Picker(t *testing.T, bad, good string) http.RoundTripper {
 	src := staticSource{"orders.default": {{Address: bad, Hostname: "x"}, {Address: good, Hostname: "x"}}}
 	res := NewResolver(src, slog.New(slog.DiscardHandler))
-	return Pick(res, prefer(bad))(peerLikeTransport(t))
+	return Pick(res, prefer(bad), nil)(peerLikeTransport(t))
 }
 
 // onlyReader hides a reader's other methods so net/http cannot learn its

@@ -62,11 +62,11 @@ func (m *ejectionMetrics) Collect(ch chan<- prometheus.Metric) {
 			if e.ejectedUntil.Load() == 0 {
 				continue
 			}
-			n := counts[st.appID]
+			n := counts[st.target.AppID]
 			if e.ejected(now) {
 				n++
 			}
-			counts[st.appID] = n
+			counts[st.target.AppID] = n
 		}
 	}
 	m.res.mu.Unlock()

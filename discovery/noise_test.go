@@ -52,8 +52,8 @@ func TestPickDoesNotSampleFirstAnswer(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	res := NewResolver(staticSource{"b.default": {{AppID: "b", Namespace: "default", Address: addr}}}, slog.New(slog.DiscardHandler))
-	rt := Pick(res, P2C{})(http.DefaultTransport)
-	eps, err := res.Endpoints(context.Background(), "b", "default")
+	rt := Pick(res, P2C{}, nil)(http.DefaultTransport)
+	eps, err := res.Endpoints(context.Background(), Target{AppID: "b", Namespace: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}

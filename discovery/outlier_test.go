@@ -106,7 +106,7 @@ func TestPickerEjectsFailingInstance(t *testing.T) {
 	}}
 	reg := prometheus.NewRegistry()
 	res := NewResolver(src, slog.New(slog.DiscardHandler), WithMetrics(reg, "a"))
-	rt := Pick(res, prefer(strings.TrimPrefix(bad.URL, "http://")))(http.DefaultTransport)
+	rt := Pick(res, prefer(strings.TrimPrefix(bad.URL, "http://")), nil)(http.DefaultTransport)
 	call := func() int {
 		req, _ := http.NewRequest(http.MethodGet, "http://b.default/x", nil)
 		resp, err := rt.RoundTrip(req)

@@ -19,32 +19,49 @@ const maxConnectTries = 3
 // avoided while others are available.
 const connectBackoff = 5 * time.Second
 
-// Picker is the client-side layer that turns a request addressed to the
-// logical host "<app-id>.<namespace>" into one addressed to an instance.
-// It never modifies the request it is given.
+// Picker is the client-side layer that turns a request for a Target into
+// one addressed to an instance of it. It never modifies the request it is
+// given.
 type Picker struct {
-	res  *Resolver
-	bal  Balancer
-	next http.RoundTripper
-	now  func() time.Time
+	res      *Resolver
+	bal      Balancer
+	targetOf func(*http.Request) (Target, bool)
+	next     http.RoundTripper
+	now      func() time.Time
 }
 
 // Pick returns the picking layer over next, resolving with res and
-// choosing with bal.
-func Pick(res *Resolver, bal Balancer) func(http.RoundTripper) http.RoundTripper {
+// choosing with bal. targetOf gives a request's target, decided once when
+// its call started (proxy: the parsed invocation); when it is nil or says
+// false, the target is parsed from the request's Host (ParseTarget).
+func Pick(res *Resolver, bal Balancer, targetOf func(*http.Request) (Target, bool)) func(http.RoundTripper) http.RoundTripper {
 	return func(next http.RoundTripper) http.RoundTripper {
-		return &Picker{res: res, bal: bal, next: next, now: time.Now}
+		return &Picker{res: res, bal: bal, targetOf: targetOf, next: next, now: time.Now}
 	}
 }
 
-// RoundTrip implements http.RoundTripper. The request's Host must be
-// "<app-id>.<namespace>"; it is kept as the :authority the callee checks.
-func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
-	appID, ns, ok := strings.Cut(r.Host, ".")
-	if !ok {
-		return nil, fmt.Errorf("pick: logical host %q is not <app-id>.<namespace>", r.Host)
+// target is r's target: the call's, else its Host parsed.
+func (p *Picker) target(r *http.Request) (Target, error) {
+	if p.targetOf != nil {
+		if t, ok := p.targetOf(r); ok {
+			return t, nil
+		}
 	}
-	st, eps, err := p.res.resolve(appID, ns)
+	t, err := ParseTarget(r.Host)
+	if err != nil {
+		return Target{}, fmt.Errorf("pick: logical host: %w", err)
+	}
+	return t, nil
+}
+
+// RoundTrip implements http.RoundTripper. The request's Host is kept as the
+// :authority the callee checks; only its URL is readdressed.
+func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
+	t, err := p.target(r)
+	if err != nil {
+		return nil, err
+	}
+	st, eps, err := p.res.resolve(t)
 	if err != nil {
 		closeBody(r)
 		return nil, err
@@ -138,7 +155,7 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 		body.close()
 	}
 	if neverSent(lastErr) {
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, appID, lastErr)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, t.AppID, lastErr)
 	}
 	return nil, lastErr
 }

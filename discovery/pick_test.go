@@ -49,7 +49,7 @@ func (p prefer) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoint {
 
 func newPicker(src Source, bal Balancer) http.RoundTripper {
 	res := NewResolver(src, slog.New(slog.DiscardHandler))
-	return Pick(res, bal)(http.DefaultTransport)
+	return Pick(res, bal, nil)(http.DefaultTransport)
 }
 
 func TestPickRetriesRefusedConnectionOnAnotherInstance(t *testing.T) {
@@ -147,6 +147,55 @@ func TestPickReplaysOnlyIdempotentCallsAfterConnectionLoss(t *testing.T) {
 			if (err == nil) != tt.wantOK || int(served.Load()) != tt.wantServe || dropped.Load() != 1 {
 				t.Errorf("err = %v, served %d, dropped %d; want ok %v, served %d, dropped 1",
 					err, served.Load(), dropped.Load(), tt.wantOK, tt.wantServe)
+			}
+		})
+	}
+}
+
+// TestPickUsesTheCallsTarget: the picker resolves the target its caller
+// decided (targetOf), not one parsed back from the request's Host; the Host
+// is only a fallback, and is sent as it was, as the :authority.
+func TestPickUsesTheCallsTarget(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Host", r.Host)
+	}))
+	defer srv.Close()
+	src := staticSource{"orders.default": {{Address: strings.TrimPrefix(srv.URL, "http://"), Hostname: "x"}}}
+	orders := Target{AppID: "orders", Namespace: "default"}
+	tests := []struct {
+		name     string
+		host     string
+		targetOf func(*http.Request) (Target, bool)
+		wantErr  bool
+	}{
+		{name: "call's target, Host not a target", host: "not-a-target",
+			targetOf: func(*http.Request) (Target, bool) { return orders, true }},
+		{name: "call's target wins over Host", host: "ghost.default",
+			targetOf: func(*http.Request) (Target, bool) { return orders, true }},
+		{name: "no call target: Host parsed", host: "orders.default",
+			targetOf: func(*http.Request) (Target, bool) { return Target{}, false }},
+		{name: "nil targetOf: Host parsed", host: "orders.default"},
+		{name: "no call target, Host not a target", host: "not-a-target", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := NewResolver(src, slog.New(slog.DiscardHandler))
+			rt := Pick(res, P2C{}, tt.targetOf)(http.DefaultTransport)
+			req, _ := http.NewRequest(http.MethodGet, "http://"+tt.host+"/x", nil)
+			resp, err := rt.RoundTrip(req)
+			if tt.wantErr {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("RoundTrip succeeded, want an error: the request names no target")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RoundTrip: %v", err)
+			}
+			resp.Body.Close()
+			if h := resp.Header.Get("X-Host"); h != tt.host {
+				t.Errorf("authority = %q, want the request's Host %q unchanged", h, tt.host)
 			}
 		})
 	}

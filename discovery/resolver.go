@@ -45,12 +45,12 @@ type Notifier interface {
 	Subscribe(changed func(appID, namespace string)) (cancel func())
 }
 
-// Resolver resolves "<app-id>.<namespace>" names to endpoints, caching each
-// name's endpoint set and refreshing it in the background (Run): every
-// name every refresh interval (DefaultRefreshInterval unless
-// WithRefreshInterval), and a single name at once when a Notifier source
-// says it changed. Endpoint values persist across refreshes so their load
-// statistics and outlier state do too. It is safe for concurrent use.
+// Resolver resolves Targets to endpoints, caching each target's endpoint
+// set and refreshing it in the background (Run): every name every refresh
+// interval (DefaultRefreshInterval unless WithRefreshInterval), and a
+// single name at once when a Notifier source says it changed. Endpoint
+// values persist across refreshes so their load statistics and outlier
+// state do too. It is safe for concurrent use.
 type Resolver struct {
 	src      Source
 	log      *slog.Logger
@@ -60,14 +60,14 @@ type Resolver struct {
 	wake     chan struct{}    // cap 1: pending has names; Run drains it
 
 	mu      sync.Mutex
-	names   map[string]*nameState // "<app-id>.<namespace>" → state
-	pending map[*nameState]bool   // names a Notifier pushed, not yet re-read
+	names   map[Target]*nameState
+	pending map[*nameState]bool // names a Notifier pushed, not yet re-read
 }
 
 type nameState struct {
-	appID, namespace string
-	eps              atomic.Pointer[[]*Endpoint]  // immutable slice, swapped on change
-	policy           atomic.Pointer[TargetPolicy] // nil: the resolver's defaults
+	target Target
+	eps    atomic.Pointer[[]*Endpoint]  // immutable slice, swapped on change
+	policy atomic.Pointer[TargetPolicy] // nil: the resolver's defaults
 
 	// refreshing serialises refreshes of the name (poll, push, first
 	// call), so the last one stored is the one that read the source last:
@@ -109,7 +109,7 @@ func NewResolver(src Source, log *slog.Logger, opts ...ResolverOption) *Resolver
 		outlier:  DefaultOutlierDetection,
 		interval: DefaultRefreshInterval,
 		wake:     make(chan struct{}, 1),
-		names:    map[string]*nameState{},
+		names:    map[Target]*nameState{},
 		pending:  map[*nameState]bool{},
 	}
 	for _, o := range opts {
@@ -118,20 +118,19 @@ func NewResolver(src Source, log *slog.Logger, opts ...ResolverOption) *Resolver
 	return r
 }
 
-// SetPolicy sets (or with nil clears) the policy of calls to appID in
-// namespace. It applies to calls that start after it returns.
-func (r *Resolver) SetPolicy(appID, namespace string, p *TargetPolicy) {
-	r.state(appID, namespace).policy.Store(p)
+// SetPolicy sets (or with nil clears) the policy of calls to t. It applies
+// to calls that start after it returns.
+func (r *Resolver) SetPolicy(t Target, p *TargetPolicy) {
+	r.state(t).policy.Store(p)
 }
 
-func (r *Resolver) state(appID, namespace string) *nameState {
-	key := appID + "." + namespace
+func (r *Resolver) state(t Target) *nameState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := r.names[key]
+	st := r.names[t]
 	if st == nil {
-		st = &nameState{appID: appID, namespace: namespace}
-		r.names[key] = st
+		st = &nameState{target: t}
+		r.names[t] = st
 	}
 	return st
 }
@@ -151,20 +150,20 @@ func (r *Resolver) report(st *nameState, ep *Endpoint, now int64, failed bool) {
 	if d == 0 {
 		return
 	}
-	r.log.Warn("instance ejected", "app_id", st.appID, "namespace", st.namespace, "instance", ep.Addr, "for", d)
-	r.metrics.inc(st.appID)
+	r.log.Warn("instance ejected", "app_id", st.target.AppID, "namespace", st.target.Namespace, "instance", ep.Addr, "for", d)
+	r.metrics.inc(st.target.AppID)
 }
 
-// Endpoints returns the live endpoints of appID in namespace. The slice is
-// shared and must not be modified. An unknown or empty name is read from the
-// source synchronously, so a just-registered instance is found at once.
-func (r *Resolver) Endpoints(ctx context.Context, appID, namespace string) ([]*Endpoint, error) {
-	_, eps, err := r.resolve(appID, namespace)
+// Endpoints returns the live endpoints of t. The slice is shared and must
+// not be modified. An unknown or empty target is read from the source
+// synchronously, so a just-registered instance is found at once.
+func (r *Resolver) Endpoints(ctx context.Context, t Target) ([]*Endpoint, error) {
+	_, eps, err := r.resolve(t)
 	return eps, err
 }
 
-func (r *Resolver) resolve(appID, namespace string) (*nameState, []*Endpoint, error) {
-	st := r.state(appID, namespace)
+func (r *Resolver) resolve(t Target) (*nameState, []*Endpoint, error) {
+	st := r.state(t)
 	if p := st.eps.Load(); p != nil && len(*p) > 0 {
 		return st, *p, nil
 	}
@@ -174,16 +173,18 @@ func (r *Resolver) resolve(appID, namespace string) (*nameState, []*Endpoint, er
 	if eps := *st.eps.Load(); len(eps) > 0 {
 		return st, eps, nil
 	}
-	return st, nil, fmt.Errorf("%w: %s", ErrNotFound, appID)
+	return st, nil, fmt.Errorf("%w: %s", ErrNotFound, t.AppID)
 }
 
-// Known returns a copy of every name's endpoints, for the metadata endpoint.
+// Known returns a copy of every target's endpoints, keyed by the
+// target's name ("<app-id>.<namespace>"), for the metadata endpoint.
 func (r *Resolver) Known() map[string][]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[string][]string, len(r.names))
-	for k, st := range r.names {
+	for t, st := range r.names {
 		if p := st.eps.Load(); p != nil && len(*p) > 0 {
+			k := t.String()
 			for _, e := range *p {
 				out[k] = append(out[k], e.Addr)
 			}
@@ -195,7 +196,7 @@ func (r *Resolver) Known() map[string][]string {
 func (r *Resolver) refresh(st *nameState) error {
 	st.refreshing.Lock()
 	defer st.refreshing.Unlock()
-	ins, err := r.src.Lookup(st.appID, st.namespace)
+	ins, err := r.src.Lookup(st.target.AppID, st.target.Namespace)
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func (r *Resolver) refresh(st *nameState) error {
 		})
 		st.eps.Store(&next)
 		if len(old) > 0 || len(next) > 0 {
-			r.log.Debug("endpoints changed", "app_id", st.appID, "namespace", st.namespace, "count", len(next))
+			r.log.Debug("endpoints changed", "app_id", st.target.AppID, "namespace", st.target.Namespace, "count", len(next))
 		}
 	}
 	return nil
@@ -263,7 +264,7 @@ func (r *Resolver) Run(ctx context.Context) {
 // asked about are not cached, so they are skipped.
 func (r *Resolver) changed(appID, namespace string) {
 	r.mu.Lock()
-	st := r.names[appID+"."+namespace]
+	st := r.names[Target{AppID: appID, Namespace: namespace}]
 	if st != nil {
 		r.pending[st] = true
 	}
@@ -303,7 +304,7 @@ func (r *Resolver) takePending() []*nameState {
 func (r *Resolver) refreshAll(sts []*nameState) {
 	for _, st := range sts {
 		if err := r.refresh(st); err != nil {
-			r.log.Warn("refresh failed", "app_id", st.appID, "namespace", st.namespace, "err", err)
+			r.log.Warn("refresh failed", "app_id", st.target.AppID, "namespace", st.target.Namespace, "err", err)
 		}
 	}
 }

@@ -109,7 +109,7 @@ func TestResolverPushWithoutPolling(t *testing.T) {
 		r := NewResolver(src, slog.New(slog.DiscardHandler), WithRefreshInterval(0))
 		stop := runResolver(r)
 
-		eps, err := r.Endpoints(t.Context(), "orders", "default")
+		eps, err := r.Endpoints(t.Context(), Target{AppID: "orders", Namespace: "default"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestResolverPushWithoutPolling(t *testing.T) {
 		if diff := cmp.Diff([]string{"10.0.0.1:1", "10.0.0.2:1"}, addrsOf(r, "orders")); diff != "" {
 			t.Errorf("endpoints after the push (-want +got):\n%s", diff)
 		}
-		eps, _ = r.Endpoints(t.Context(), "orders", "default")
+		eps, _ = r.Endpoints(t.Context(), Target{AppID: "orders", Namespace: "default"})
 		if eps[0] != first {
 			t.Error("the push replaced the endpoint of an instance that stayed: its statistics are lost")
 		}
@@ -158,7 +158,7 @@ func TestResolverReadsCachedNamesOnSubscribe(t *testing.T) {
 		src := newPushSource()
 		src.set("orders", "10.0.0.1:1")
 		r := NewResolver(src, slog.New(slog.DiscardHandler), WithRefreshInterval(-1))
-		if _, err := r.Endpoints(t.Context(), "orders", "default"); err != nil {
+		if _, err := r.Endpoints(t.Context(), Target{AppID: "orders", Namespace: "default"}); err != nil {
 			t.Fatal(err)
 		}
 		src.push("orders", "10.0.0.2:1") // nobody subscribed yet
@@ -191,7 +191,7 @@ func TestResolverRefreshInterval(t *testing.T) {
 				src.set("orders", "10.0.0.1:1")
 				r := NewResolver(src, slog.New(slog.DiscardHandler), tc.opts...)
 				defer runResolver(r)()
-				if _, err := r.Endpoints(t.Context(), "orders", "default"); err != nil {
+				if _, err := r.Endpoints(t.Context(), Target{AppID: "orders", Namespace: "default"}); err != nil {
 					t.Fatal(err)
 				}
 				src.set("orders", "10.0.0.2:1")

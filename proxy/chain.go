@@ -43,6 +43,9 @@ func (s *Sidecar) buildChains() {
 		resiliency.WithBudgets(s.budgets),
 		resiliency.WithMetrics(s.resMetrics),
 		resiliency.WithMaxReplayBody(s.opts.MaxReplayBody))
+	// The picker takes the call's target as parsed from the invocation,
+	// never from the request's Host.
+	pick := discovery.Pick(s.resolver, s.balancer, targetOf)
 	s.remote.Transport = wrap(s.peers,
 		resolveRoute,  // first: the call's route (policy with xDS precedence, caps), resolved once; every layer and try below reads it
 		s.callMetrics, // skein_invocation_*: one per call, the outcome after retries
@@ -51,9 +54,9 @@ func (s *Sidecar) buildChains() {
 		resiliency.Breaker(s.breakers, policyOf, methodOf),          // fails fast with ErrCircuitOpen, no network
 		resiliency.Timeout(policyOf, s.resMetrics),                  // per-attempt deadline
 		recovery.RoundTripper(panicLayerPeerAttempt, panics, s.log), // a panic in a try is a failed try: breaker, budget and max_requests release as for any error
-		s.attemptMetrics,                       // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
-		discovery.Pick(s.resolver, s.balancer), // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
-		s.tryTiming,                            // --access-log: connect, TLS and upstream time of each try
+		s.attemptMetrics, // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
+		pick,             // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
+		s.tryTiming,      // --access-log: connect, TLS and upstream time of each try
 	)
 	// Remote sidecar → this sidecar → app: first what every connection and
 	// request gets, then the call's own steps, then the forwarder to the app.

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +33,7 @@ type peerTransports struct {
 	plain   peerPool
 
 	mu    sync.Mutex
-	byApp map[string]peerPool // "<app-id>.<namespace>" → mTLS pool
+	byApp map[Target]peerPool // mTLS pool of each target app
 }
 
 // peerPool is the connection pool of one target app.
@@ -47,7 +46,7 @@ func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity
 	if kind == "" {
 		kind = PeerHTTP1
 	}
-	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[string]peerPool{}}
+	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[Target]peerPool{}}
 	if kind == PeerHTTP1 {
 		p.plain = &h1.Transport{Dial: h1.DialTCP(peerDialer()), IdleTimeout: peerClientIdleTimeout}
 	} else {
@@ -73,35 +72,39 @@ func (p *peerTransports) scheme() string {
 	return "https"
 }
 
-// RoundTrip sends r on the pool of the app named by r.Host, with its
-// remaining time budget (the try's deadline) in grpc-timeout.
+// RoundTrip sends r on the pool of its call's target app (targetOf), with
+// its remaining time budget (the try's deadline) in grpc-timeout.
 func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
-	propagateDeadline(r) // r is this sidecar's own copy (ReverseProxy's outbound request)
+	propagateDeadline(r) // r is this sidecar's own copy (the forwarder's outbound request)
 	if p.src == nil {
 		return p.plain.RoundTrip(r)
 	}
-	t, err := p.transportFor(r.Host)
+	target, ok := targetOf(r)
+	if !ok {
+		// Every peer call is made by the remote forwarder, inside a call.
+		return nil, fmt.Errorf("peer call to %s outside an invocation", r.Host)
+	}
+	t, err := p.transportFor(target)
 	if err != nil {
 		return nil, err
 	}
 	return t.RoundTrip(r)
 }
 
-func (p *peerTransports) transportFor(name string) (peerPool, error) {
+func (p *peerTransports) transportFor(target Target) (peerPool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.byApp[name]; ok {
+	if t, ok := p.byApp[target]; ok {
 		return t, nil
 	}
-	appID, ns, _ := strings.Cut(name, ".")
-	want, err := identity.AppID(p.td, ns, appID)
+	want, err := identity.AppID(p.td, target.Namespace, target.AppID)
 	if err != nil {
-		return nil, fmt.Errorf("spiffe id of %s: %w", name, err)
+		return nil, fmt.Errorf("spiffe id of %s: %w", target, err)
 	}
-	dial := p.dialTLS(name)
+	dial := p.dialTLS(target)
 	if p.kind == PeerHTTP1 {
 		pool := &h1.Transport{Dial: dial(identity.ClientConfig(p.src, want, "http/1.1")), IdleTimeout: peerClientIdleTimeout}
-		p.byApp[name] = pool
+		p.byApp[target] = pool
 		return pool, nil
 	}
 	t := newPeerTransport()
@@ -115,14 +118,14 @@ func (p *peerTransports) transportFor(name string) (peerPool, error) {
 	if p.kind == PeerHTTP3 {
 		pool = newH3First(identity.ClientConfig(p.src, want, "h3"), t, p.log)
 	}
-	p.byApp[name] = pool
+	p.byApp[target] = pool
 	return pool, nil
 }
 
 // dialTLS returns, for a TLS configuration, the dialer of mTLS connections
-// to instances of the app name: refused handshakes are counted and logged,
-// and reported as dial errors, since nothing was sent.
-func (p *peerTransports) dialTLS(name string) func(cfg *tls.Config) func(context.Context, string) (net.Conn, error) {
+// to instances of target: refused handshakes are counted and logged, and
+// reported as dial errors, since nothing was sent.
+func (p *peerTransports) dialTLS(target Target) func(cfg *tls.Config) func(context.Context, string) (net.Conn, error) {
 	return func(cfg *tls.Config) func(context.Context, string) (net.Conn, error) {
 		dial := h1.DialTCP(peerDialer())
 		return func(ctx context.Context, addr string) (net.Conn, error) {
@@ -135,7 +138,7 @@ func (p *peerTransports) dialTLS(name string) func(cfg *tls.Config) func(context
 			if err != nil {
 				reason := identity.Classify(err)
 				p.metrics.HandshakeFailed("client", reason)
-				p.log.Warn("peer handshake refused", "peer", addr, "target", name, "reason", reason, "err", err)
+				p.log.Warn("peer handshake refused", "peer", addr, "target", target.String(), "reason", reason, "err", err)
 				// Nothing was sent: the picker may try another instance.
 				return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: remote, Err: err}
 			}

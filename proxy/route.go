@@ -92,3 +92,13 @@ func methodOf(r *http.Request) string {
 	}
 	return r.URL.Path
 }
+
+// targetOf is the target of r's call, parsed once from the invocation: the
+// picker resolves it and the peer pools key on it, so neither reads it back
+// from the request's Host. False outside a call.
+func targetOf(r *http.Request) (Target, bool) {
+	if c := callFrom(r.Context()); c != nil {
+		return c.target, true
+	}
+	return Target{}, false
+}

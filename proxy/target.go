@@ -8,6 +8,8 @@ import (
 	"path"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/skeinmesh/skein/discovery"
 )
 
 // Errors returned by the target and method parsers. The invoke handler maps
@@ -20,14 +22,11 @@ var (
 	ErrInvalidMethod = errors.New("invalid method")
 )
 
-// Target is the app a call is addressed to.
-type Target struct {
-	AppID     string
-	Namespace string
-}
-
-// String returns the name the registry and the peer hop use: "<app-id>.<namespace>".
-func (t Target) String() string { return t.AppID + "." + t.Namespace }
+// Target is the app a call is addressed to. It is discovery's type, so the
+// target parsed from an invocation reaches the picker, the resolver and the
+// peer pools as a value, never as a name parsed again; its String,
+// "<app-id>.<namespace>", is the :authority the callee checks.
+type Target = discovery.Target
 
 // InvalidAppIDError reports a target that is not a valid app id (Dapr's
 // "invalid app id <x>").

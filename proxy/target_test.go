@@ -20,8 +20,8 @@ func TestParseTarget(t *testing.T) {
 		want     Target
 		wantErr  bool
 	}{
-		{name: "bare id takes caller namespace", in: "orders", want: Target{"orders", "prod"}},
-		{name: "id and namespace", in: "orders.default", want: Target{"orders", "default"}},
+		{name: "bare id takes caller namespace", in: "orders", want: Target{AppID: "orders", Namespace: "prod"}},
+		{name: "id and namespace", in: "orders.default", want: Target{AppID: "orders", Namespace: "default"}},
 		{name: "two dots", in: "a.b.c", wantErr: true},
 		{name: "empty", in: "", wantErr: true},
 		{name: "empty namespace", in: "orders.", wantErr: true},
@@ -30,7 +30,7 @@ func TestParseTarget(t *testing.T) {
 		{name: "space", in: "a b", wantErr: true},
 		{name: "control", in: "a\x01", wantErr: true},
 		{name: "external URL is not an app id", in: "http://example.com", wantErr: true},
-		{name: "dashes and digits", in: "app-2_x", want: Target{"app-2_x", "prod"}},
+		{name: "dashes and digits", in: "app-2_x", want: Target{AppID: "app-2_x", Namespace: "prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,19 +129,19 @@ func TestParseInvocation(t *testing.T) {
 		wantErr error
 	}{
 		{name: "path form", target: "/v1.0/invoke/app-b/method/orders/42?x=1",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "orders/42"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "orders/42"}},
 		{name: "path form with namespace", target: "/v1.0/invoke/app-b.prod/method/x",
-			want: Invocation{Target: Target{"app-b", "prod"}, Method: "x"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "prod"}, Method: "x"}},
 		{name: "repeated slashes", target: "/v1.0////invoke//app-b/method//foo",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "foo"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "foo"}},
 		{name: "empty method", target: "/v1.0/invoke/app-b/method/",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: ""}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: ""}},
 		{name: "encoded slash traversal", target: "/v1.0/invoke/app-b/method/admin%2F..%2Fpublic",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "public"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "public"}},
 		{name: "encoded quote", target: "/v1.0/invoke/app-b/method/test%22stream",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: `test"stream`}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: `test"stream`}},
 		{name: "encoded target", target: "/v1.0/invoke/app%2Db/method/x",
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "x"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "x"}},
 		{name: "encoded hash", target: "/v1.0/invoke/app-b/method/test%23stream", wantErr: ErrInvalidMethod},
 		{name: "encoded question mark", target: "/v1.0/invoke/app-b/method/test%3Fstream", wantErr: ErrInvalidMethod},
 		{name: "encoded NUL", target: "/v1.0/invoke/app-b/method/test%00stream", wantErr: ErrInvalidMethod},
@@ -152,15 +152,15 @@ func TestParseInvocation(t *testing.T) {
 		{name: "not an invoke path", target: "/nope", wantErr: ErrNoAppID},
 		{name: "other API", target: "/v1.0/state/x", wantErr: ErrNoAppID},
 		{name: "header form", target: "/orders/42", header: map[string]string{"dapr-app-id": "app-b"},
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "orders/42", ByHeader: true}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "orders/42", ByHeader: true}},
 		{name: "header form cleans", target: "///admin/../public", header: map[string]string{"dapr-app-id": "app-b"},
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "public", ByHeader: true}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "public", ByHeader: true}},
 		{name: "header wins over path", target: "/v1.0/invoke/x/method/y", header: map[string]string{"dapr-app-id": "app-b"},
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "v1.0/invoke/x/method/y", ByHeader: true}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "v1.0/invoke/x/method/y", ByHeader: true}},
 		{name: "basic auth", target: "/orders", header: map[string]string{"Authorization": basic("dapr-app-id", "app-b")},
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "orders"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "orders"}},
 		{name: "basic auth user case-insensitive", target: "/orders", header: map[string]string{"Authorization": basic("DAPR-APP-ID", "app-b")},
-			want: Invocation{Target: Target{"app-b", "default"}, Method: "orders"}},
+			want: Invocation{Target: Target{AppID: "app-b", Namespace: "default"}, Method: "orders"}},
 		{name: "basic auth other user", target: "/orders", header: map[string]string{"Authorization": basic("bob", "app-b")},
 			wantErr: ErrNoAppID},
 	}

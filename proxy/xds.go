@@ -201,12 +201,12 @@ func (s *Sidecar) bindXDS(snap *Snapshot, cfg Config) {
 			st.balancers[t] = discovery.P2C{}
 			tp.Balancer = st.balancers[t]
 		}
-		s.resolver.SetPolicy(t.AppID, t.Namespace, tp)
+		s.resolver.SetPolicy(t, tp)
 		st.policies[t] = true
 	}
 	for t := range st.policies {
 		if _, ok := apps[t]; !ok {
-			s.resolver.SetPolicy(t.AppID, t.Namespace, nil)
+			s.resolver.SetPolicy(t, nil)
 			delete(st.policies, t)
 			delete(st.balancers, t)
 		}

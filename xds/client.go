@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/proxy"
 )
 
@@ -111,7 +112,7 @@ type Client struct {
 	log     *slog.Logger
 	metrics *metrics
 	node    *corev3.Node
-	self    proxy.Target
+	self    discovery.Target
 
 	// Owned by Run.
 	types   map[string]*typeState
@@ -168,7 +169,7 @@ func New(opts Options, apply Applier, eds *Endpoints, reg prometheus.Registerer,
 			UserAgentName:        "skein",
 			UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: proxy.Version},
 		},
-		self:  proxy.Target{AppID: opts.AppID, Namespace: opts.Namespace},
+		self:  discovery.Target{AppID: opts.AppID, Namespace: opts.Namespace},
 		types: map[string]*typeState{},
 		res:   resources{listeners: map[string]listener{}, routes: map[string]routeConfig{}, clusters: map[string]cluster{}, endpoints: map[string]endpointSet{}},
 	}

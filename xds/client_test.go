@@ -278,7 +278,7 @@ func testSyncUpdateNACK(t *testing.T, mode string) {
 		t.Errorf("orders instances = %s", got)
 	}
 	cfg, _ := h.rec.get()
-	orders := cfg.Apps[proxy.Target{AppID: "orders", Namespace: "default"}]
+	orders := cfg.Apps[discovery.Target{AppID: "orders", Namespace: "default"}]
 	if orders.MaxRequests != 10 || len(orders.Routes) != 1 || orders.Routes[0].Timeout != time.Second {
 		t.Errorf("orders app = %+v", orders)
 	}
@@ -299,7 +299,7 @@ func testSyncUpdateNACK(t *testing.T, mode string) {
 		t.Errorf("after v2, orders instances = %s", got)
 	}
 	cfg, _ = h.rec.get()
-	if r := cfg.Apps[proxy.Target{AppID: "orders", Namespace: "default"}].Routes; len(r) != 1 || r[0].Timeout != 3*time.Second {
+	if r := cfg.Apps[discovery.Target{AppID: "orders", Namespace: "default"}].Routes; len(r) != 1 || r[0].Timeout != 3*time.Second {
 		t.Errorf("after v2, routes = %+v", r)
 	}
 
@@ -322,7 +322,7 @@ func testSyncUpdateNACK(t *testing.T, mode string) {
 		t.Errorf("cds status = %+v", cds)
 	}
 	cfg, _ = h.rec.get()
-	if got := cfg.Apps[proxy.Target{AppID: "orders", Namespace: "default"}].MaxRequests; got != 10 {
+	if got := cfg.Apps[discovery.Target{AppID: "orders", Namespace: "default"}].MaxRequests; got != 10 {
 		t.Errorf("after the NACK, orders max requests = %d, want the last good 10", got)
 	}
 	if got := strings.Join(h.addrs("orders"), ","); got != "127.0.0.1:5003" {
@@ -347,7 +347,7 @@ func testSyncUpdateNACK(t *testing.T, mode string) {
 	cp.set(t, "v4", meshResources(t, ordersCluster(7), []uint32{5003}, 3*time.Second))
 	waitFor(t, "v4 synced", h.synced("v4", ClusterType))
 	cfg, _ = h.rec.get()
-	if got := cfg.Apps[proxy.Target{AppID: "orders", Namespace: "default"}].MaxRequests; got != 7 {
+	if got := cfg.Apps[discovery.Target{AppID: "orders", Namespace: "default"}].MaxRequests; got != 7 {
 		t.Errorf("after v4, max requests = %d", got)
 	}
 	if n := testutil.CollectAndCount(h.reg, "skein_xds_resource_version_info"); n != 4 {
@@ -375,7 +375,7 @@ func TestClientRemovesCluster(t *testing.T) {
 			cp.set(t, "v2", res)
 			waitFor(t, "orders gone", func() bool {
 				cfg, _ := h.rec.get()
-				_, ok := cfg.Apps[proxy.Target{AppID: "orders", Namespace: "default"}]
+				_, ok := cfg.Apps[discovery.Target{AppID: "orders", Namespace: "default"}]
 				return !ok && len(h.addrs("orders")) == 0
 			})
 		})

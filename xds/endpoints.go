@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 
 	"github.com/skeinmesh/skein/discovery"
-	"github.com/skeinmesh/skein/proxy"
 )
 
 // Endpoints is the discovery.Source of the instances xDS EDS lists. An app
@@ -24,7 +23,7 @@ import (
 // Safe for concurrent use; the zero value has no fallback.
 type Endpoints struct {
 	fallback discovery.Source
-	m        atomic.Pointer[map[proxy.Target][]discovery.Instance]
+	m        atomic.Pointer[map[discovery.Target][]discovery.Instance]
 
 	mu   sync.Mutex // guards subs and next
 	subs map[int]func(appID, namespace string)
@@ -41,7 +40,7 @@ func NewEndpoints(fallback discovery.Source) *Endpoints {
 // not modify it.
 func (e *Endpoints) Lookup(appID, namespace string) ([]discovery.Instance, error) {
 	if m := e.m.Load(); m != nil {
-		if ins, ok := (*m)[proxy.Target{AppID: appID, Namespace: namespace}]; ok {
+		if ins, ok := (*m)[discovery.Target{AppID: appID, Namespace: namespace}]; ok {
 			return ins, nil
 		}
 	}
@@ -74,12 +73,12 @@ func (e *Endpoints) Subscribe(changed func(appID, namespace string)) (cancel fun
 // set replaces the instances of every xDS app and tells subscribers which
 // apps changed; m is not modified later. Calls are serialised (the
 // client's Run).
-func (e *Endpoints) set(m map[proxy.Target][]discovery.Instance) {
-	var old map[proxy.Target][]discovery.Instance
+func (e *Endpoints) set(m map[discovery.Target][]discovery.Instance) {
+	var old map[discovery.Target][]discovery.Instance
 	if p := e.m.Swap(&m); p != nil {
 		old = *p
 	}
-	var changed []proxy.Target
+	var changed []discovery.Target
 	for t, ins := range m {
 		if prev, ok := old[t]; !ok || !slices.Equal(prev, ins) {
 			changed = append(changed, t)

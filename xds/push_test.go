@@ -121,23 +121,23 @@ func TestClientEDSPushWithoutPolling(t *testing.T) {
 // TestEndpointsNotifiesChangedApps pins which apps an EDS update tells the
 // resolver about: those whose instances were added, changed or removed.
 func TestEndpointsNotifiesChangedApps(t *testing.T) {
-	orders, payments, stock := proxy.Target{AppID: "orders", Namespace: "default"}, proxy.Target{AppID: "payments", Namespace: "default"}, proxy.Target{AppID: "stock", Namespace: "prod"}
+	orders, payments, stock := discovery.Target{AppID: "orders", Namespace: "default"}, discovery.Target{AppID: "payments", Namespace: "default"}, discovery.Target{AppID: "stock", Namespace: "prod"}
 	in := func(addr string, weight uint32) discovery.Instance {
 		return discovery.Instance{AppID: "x", Namespace: "default", Address: addr, Weight: weight}
 	}
 	e := NewEndpoints(nil)
-	e.set(map[proxy.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 1)}, payments: {in("10.0.0.2:1", 1)}})
+	e.set(map[discovery.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 1)}, payments: {in("10.0.0.2:1", 1)}})
 	var got []string
 	cancel := e.Subscribe(func(appID, namespace string) { got = append(got, appID+"."+namespace) })
 	for _, tc := range []struct {
 		name string
-		m    map[proxy.Target][]discovery.Instance
+		m    map[discovery.Target][]discovery.Instance
 		want []string
 	}{
-		{"unchanged", map[proxy.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 1)}, payments: {in("10.0.0.2:1", 1)}}, nil},
-		{"weight changed", map[proxy.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}, payments: {in("10.0.0.2:1", 1)}}, []string{"orders.default"}},
-		{"instance moved, app added", map[proxy.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}, payments: {in("10.0.0.3:1", 1)}, stock: nil}, []string{"payments.default", "stock.prod"}},
-		{"apps removed", map[proxy.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}}, []string{"payments.default", "stock.prod"}},
+		{"unchanged", map[discovery.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 1)}, payments: {in("10.0.0.2:1", 1)}}, nil},
+		{"weight changed", map[discovery.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}, payments: {in("10.0.0.2:1", 1)}}, []string{"orders.default"}},
+		{"instance moved, app added", map[discovery.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}, payments: {in("10.0.0.3:1", 1)}, stock: nil}, []string{"payments.default", "stock.prod"}},
+		{"apps removed", map[discovery.Target][]discovery.Instance{orders: {in("10.0.0.1:1", 2)}}, []string{"payments.default", "stock.prod"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { // in order: each step starts from the last
 			got = nil
@@ -150,7 +150,7 @@ func TestEndpointsNotifiesChangedApps(t *testing.T) {
 	}
 	cancel()
 	got = nil
-	e.set(map[proxy.Target][]discovery.Instance{})
+	e.set(map[discovery.Target][]discovery.Instance{})
 	if got != nil {
 		t.Errorf("after cancel, notified of %v", got)
 	}

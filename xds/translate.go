@@ -56,31 +56,33 @@ const (
 
 // ClusterName is the xDS name of an app: "<app-id>" in the default
 // namespace, "<app-id>.<namespace>" elsewhere (PRODUCT.md).
-func ClusterName(t proxy.Target) string {
+func ClusterName(t discovery.Target) string {
 	if t.Namespace == "default" {
 		return t.AppID
 	}
 	return t.AppID + "." + t.Namespace
 }
 
-// ParseClusterName is the inverse of ClusterName.
-func ParseClusterName(name string) (proxy.Target, error) {
+// ParseClusterName is the inverse of ClusterName. Cluster, listener and
+// ClusterLoadAssignment names are parsed here once, as they are translated;
+// the rest of the sidecar gets the Target.
+func ParseClusterName(name string) (discovery.Target, error) {
 	app, ns, dotted := strings.Cut(name, ".")
 	if !dotted {
 		ns = "default"
 	}
 	if err := proxy.ValidateAppID(app); err != nil {
-		return proxy.Target{}, fmt.Errorf("%q is not <app-id> or <app-id>.<namespace>: %w", name, err)
+		return discovery.Target{}, fmt.Errorf("%q is not <app-id> or <app-id>.<namespace>: %w", name, err)
 	}
 	if ns == "" || strings.ContainsAny(ns, "./\\ %") {
-		return proxy.Target{}, fmt.Errorf("%q is not <app-id> or <app-id>.<namespace>: bad namespace", name)
+		return discovery.Target{}, fmt.Errorf("%q is not <app-id> or <app-id>.<namespace>: bad namespace", name)
 	}
-	return proxy.Target{AppID: app, Namespace: ns}, nil
+	return discovery.Target{AppID: app, Namespace: ns}, nil
 }
 
 // cluster is a translated Cluster.
 type cluster struct {
-	target proxy.Target
+	target discovery.Target
 	app    proxy.XDSApp // without routes
 }
 
@@ -252,13 +254,13 @@ func defaultThresholds(cb *clusterv3.CircuitBreakers) *clusterv3.CircuitBreakers
 // translateEndpoints translates a ClusterLoadAssignment into the live
 // instances of its app: endpoints UNHEALTHY, DRAINING or TIMEOUT are left
 // out.
-func translateEndpoints(cla *endpointv3.ClusterLoadAssignment) (proxy.Target, []discovery.Instance, error) {
+func translateEndpoints(cla *endpointv3.ClusterLoadAssignment) (discovery.Target, []discovery.Instance, error) {
 	if cla.GetClusterName() == "" {
-		return proxy.Target{}, nil, fieldError("cluster_name", "required")
+		return discovery.Target{}, nil, fieldError("cluster_name", "required")
 	}
 	t, err := ParseClusterName(cla.GetClusterName())
 	if err != nil {
-		return proxy.Target{}, nil, fieldError("cluster_name", "%v", err)
+		return discovery.Target{}, nil, fieldError("cluster_name", "%v", err)
 	}
 	var errs []error
 	var out []discovery.Instance
@@ -326,7 +328,7 @@ func translateEndpoints(cla *endpointv3.ClusterLoadAssignment) (proxy.Target, []
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return proxy.Target{}, nil, err
+		return discovery.Target{}, nil, err
 	}
 	return t, out, nil
 }
@@ -763,7 +765,7 @@ type resources struct {
 }
 
 type endpointSet struct {
-	target    proxy.Target
+	target    discovery.Target
 	instances []discovery.Instance
 }
 
@@ -772,9 +774,9 @@ type endpointSet struct {
 // their Listener names, the RBAC of self's Listener) and the instances of
 // every Cluster (empty until its ClusterLoadAssignment arrives). Resources
 // that nothing references are ignored.
-func assemble(r resources, self proxy.Target, version string) (*proxy.XDSConfig, map[proxy.Target][]discovery.Instance) {
-	cfg := &proxy.XDSConfig{Version: version, Apps: make(map[proxy.Target]proxy.XDSApp, len(r.clusters))}
-	eps := make(map[proxy.Target][]discovery.Instance, len(r.clusters))
+func assemble(r resources, self discovery.Target, version string) (*proxy.XDSConfig, map[discovery.Target][]discovery.Instance) {
+	cfg := &proxy.XDSConfig{Version: version, Apps: make(map[discovery.Target]proxy.XDSApp, len(r.clusters))}
+	eps := make(map[discovery.Target][]discovery.Instance, len(r.clusters))
 	for name, c := range r.clusters {
 		cfg.Apps[c.target] = c.app
 		eps[c.target] = r.endpoints[name].instances

@@ -100,7 +100,7 @@ func TestTranslateCluster(t *testing.T) {
 		{
 			name: "minimal least request",
 			in:   edsCluster("orders", nil),
-			want: cluster{target: proxy.Target{AppID: "orders", Namespace: "default"}, app: proxy.XDSApp{Cluster: "orders", LoadBalancer: proxy.LBP2C}},
+			want: cluster{target: discovery.Target{AppID: "orders", Namespace: "default"}, app: proxy.XDSApp{Cluster: "orders", LoadBalancer: proxy.LBP2C}},
 		},
 		{
 			name: "namespace, round robin, outlier defaults, breaker and budget",
@@ -113,7 +113,7 @@ func TestTranslateCluster(t *testing.T) {
 						BudgetPercent: &typev3.Percent{Value: 10}, MinRetryConcurrency: wrapperspb.UInt32(4)}},
 				}}
 			}),
-			want: cluster{target: proxy.Target{AppID: "orders", Namespace: "prod"}, app: proxy.XDSApp{
+			want: cluster{target: discovery.Target{AppID: "orders", Namespace: "prod"}, app: proxy.XDSApp{
 				Cluster: "orders.prod", LoadBalancer: proxy.LBRoundRobin, MaxRequests: 50,
 				RetryBudget: &resiliency.BudgetConfig{Ratio: 0.1, PerSecond: 4},
 				Outlier:     &discovery.OutlierDetection{Consecutive: 5, BaseEjection: 30 * time.Second, MaxEjection: 300 * time.Second},
@@ -125,7 +125,7 @@ func TestTranslateCluster(t *testing.T) {
 				c.OutlierDetection = &clusterv3.OutlierDetection{Consecutive_5Xx: wrapperspb.UInt32(3), BaseEjectionTime: dur(time.Second), MaxEjectionTime: dur(10 * time.Second)}
 				c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{}}}}
 			}),
-			want: cluster{target: proxy.Target{AppID: "a", Namespace: "default"}, app: proxy.XDSApp{
+			want: cluster{target: discovery.Target{AppID: "a", Namespace: "default"}, app: proxy.XDSApp{
 				Cluster: "a", LoadBalancer: proxy.LBP2C,
 				RetryBudget: &resiliency.BudgetConfig{Ratio: 0.2, PerSecond: 3},
 				Outlier:     &discovery.OutlierDetection{Consecutive: 3, BaseEjection: time.Second, MaxEjection: 10 * time.Second},
@@ -634,9 +634,9 @@ func TestTranslateListener(t *testing.T) {
 }
 
 func TestAssemble(t *testing.T) {
-	orders := proxy.Target{AppID: "orders", Namespace: "default"}
-	pay := proxy.Target{AppID: "pay", Namespace: "prod"}
-	self := proxy.Target{AppID: "checkout", Namespace: "default"}
+	orders := discovery.Target{AppID: "orders", Namespace: "default"}
+	pay := discovery.Target{AppID: "pay", Namespace: "prod"}
+	self := discovery.Target{AppID: "checkout", Namespace: "default"}
 	rbac := &access.RBAC{Action: access.ActionDeny}
 	r := resources{
 		clusters: map[string]cluster{
@@ -657,14 +657,14 @@ func TestAssemble(t *testing.T) {
 		},
 	}
 	cfg, eps := assemble(r, self, "v")
-	want := &proxy.XDSConfig{Version: "v", Access: rbac, Apps: map[proxy.Target]proxy.XDSApp{
+	want := &proxy.XDSConfig{Version: "v", Access: rbac, Apps: map[discovery.Target]proxy.XDSApp{
 		orders: {Cluster: "orders", LoadBalancer: proxy.LBP2C, Routes: []proxy.XDSRoute{{Name: "r", Prefix: "/", Timeout: time.Second}}},
 		pay:    {Cluster: "pay.prod", MaxRequests: 3},
 	}}
 	if d := cmp.Diff(want, cfg, cmpOpts); d != "" {
 		t.Errorf("config (-want +got)\n%s", d)
 	}
-	wantEps := map[proxy.Target][]discovery.Instance{orders: {{AppID: "orders", Namespace: "default", Address: "a:1"}}, pay: nil}
+	wantEps := map[discovery.Target][]discovery.Instance{orders: {{AppID: "orders", Namespace: "default", Address: "a:1"}}, pay: nil}
 	if d := cmp.Diff(wantEps, eps, cmpOpts); d != "" {
 		t.Errorf("endpoints (-want +got)\n%s", d)
 	}
@@ -673,8 +673,8 @@ func TestAssemble(t *testing.T) {
 func TestClusterName(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		t    proxy.Target
-	}{{"orders", proxy.Target{AppID: "orders", Namespace: "default"}}, {"orders.prod", proxy.Target{AppID: "orders", Namespace: "prod"}}} {
+		t    discovery.Target
+	}{{"orders", discovery.Target{AppID: "orders", Namespace: "default"}}, {"orders.prod", discovery.Target{AppID: "orders", Namespace: "prod"}}} {
 		if got := ClusterName(tc.t); got != tc.name {
 			t.Errorf("ClusterName(%v) = %q, want %q", tc.t, got, tc.name)
 		}
