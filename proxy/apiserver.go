@@ -28,6 +28,56 @@ const (
 // they close first and never reuse a connection the callee is closing.
 const peerIdleTimeout = 5 * time.Minute
 
+// HTTP/2 limits of every HTTP/2 server of a sidecar: the API port's h2c
+// and the peer port's h2 (mTLS) or h2c (--enable-mtls=false).
+// docs/http2.md, "Limits", says why each value and what a client that
+// goes past it gets; test/h2limits_test.go pins them on the real binary.
+const (
+	// h2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS, the streams one
+	// connection may have open at once (Go's default, made explicit). It
+	// also caps the handlers a connection runs at once, and net/http closes
+	// a connection with ENHANCE_YOUR_CALM when more than 4×h2MaxStreams
+	// requests wait for a handler (its rapid-reset defence, CVE-2023-44487).
+	// A Go client opens another connection when it reaches the limit.
+	h2MaxStreams = 250
+	// h2HeaderTableSize bounds the HPACK dynamic table each way (RFC 7541
+	// §4.2): its default, SETTINGS_HEADER_TABLE_SIZE, memory per connection.
+	h2HeaderTableSize = 4096
+	// h2MaxFrameSize is SETTINGS_MAX_FRAME_SIZE, the largest frame read;
+	// h2ReceiveBuffer is the flow-control window of a connection and of
+	// each stream: what a client may send before the handler reads it.
+	// Both are Go's defaults, made explicit.
+	h2MaxFrameSize  = 1 << 20
+	h2ReceiveBuffer = 1 << 20
+	// peerMaxHeaderBytes is the least header limit of the peer port, in
+	// net/http's MaxHeaderBytes units (HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
+	// is it plus 320). A call arrives with the header block the caller's API
+	// port admitted (--read-buffer-size, 4 KiB by default) plus what the
+	// caller's sidecar adds (trace context, caller identity, deadline).
+	// Envoy's default is 60 KiB.
+	peerMaxHeaderBytes = 64 << 10
+)
+
+// h2Limits is the HTTP/2 configuration of a sidecar's HTTP/2 servers.
+func h2Limits() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          h2MaxStreams,
+		MaxDecoderHeaderTableSize:     h2HeaderTableSize,
+		MaxEncoderHeaderTableSize:     h2HeaderTableSize,
+		MaxReadFrameSize:              h2MaxFrameSize,
+		MaxReceiveBufferPerConnection: h2ReceiveBuffer,
+		MaxReceiveBufferPerStream:     h2ReceiveBuffer,
+	}
+}
+
+// peerHeaderBytes is the peer port's MaxHeaderBytes for a sidecar whose
+// API port admits apiMax bytes: peerMaxHeaderBytes, or apiMax with 16 KiB
+// of room for what a sidecar adds when that is more, since the sidecars of
+// a mesh usually share their --read-buffer-size.
+func peerHeaderBytes(apiMax int) int {
+	return max(peerMaxHeaderBytes, apiMax+16<<10)
+}
+
 // bufioSlop is what net/http adds to MaxHeaderBytes when it limits the
 // bytes read for a request's header block (Server.initialReadLimitSize).
 const bufioSlop = 4096
@@ -76,7 +126,8 @@ func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Du
 		Protocols:         &p2,
 		ReadHeaderTimeout: readHeader,
 		IdleTimeout:       idle,
-		MaxHeaderBytes:    maxHeader,
+		MaxHeaderBytes:    maxHeader, // SETTINGS_MAX_HEADER_LIST_SIZE: maxHeader+320
+		HTTP2:             h2Limits(),
 		ErrorLog:          errLog,
 	}
 	return h1, h2

@@ -358,7 +358,8 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ConnContext:       identity.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       peerIdleTimeout,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		MaxHeaderBytes:    peerHeaderBytes(s.opts.MaxHeaderBytes), // HTTP/1.1 and HTTP/2 alike
+		HTTP2:             h2Limits(),                             // streams, HPACK tables, frame size, windows (apiserver.go)
 		ConnState: func(c net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				s.peerConn.WithLabelValues(peerConnTransport(c, tcpTransport)).Inc()
