@@ -68,6 +68,7 @@ type Transport struct {
 	mu     sync.Mutex
 	idle   map[string][]*conn // address → idle connections, most recent last
 	closed bool
+	bufs   sync.Pool // *[copyBufSize]byte for long request bodies
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -490,17 +491,45 @@ func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
-	if hasBody {
-		n, err := io.CopyN(bw, req.Body, req.ContentLength)
-		if err != nil {
-			if err == io.EOF {
-				return fmt.Errorf("h1: request body is %d bytes, want Content-Length %d", n, req.ContentLength)
+	if !hasBody {
+		return bw.Flush()
+	}
+	var n int64
+	var err error
+	if req.ContentLength <= int64(bw.Available()) {
+		n, err = io.CopyN(bw, req.Body, req.ContentLength) // head and body in one write
+		if err == nil {
+			err = bw.Flush()
+		}
+	} else {
+		// A long body goes straight to the connection in copyBufSize
+		// writes: through the 4 KiB buffer it would cost a write (and a
+		// wake-up of the reader) every 4 KiB.
+		if err = bw.Flush(); err == nil {
+			buf, ok := c.t.bufs.Get().(*[copyBufSize]byte)
+			if !ok {
+				buf = new([copyBufSize]byte)
 			}
-			return err
+			n, err = io.CopyBuffer(writerOnly{c.nc}, io.LimitReader(req.Body, req.ContentLength), buf[:])
+			c.t.bufs.Put(buf)
+			if err == nil && n < req.ContentLength {
+				err = io.EOF
+			}
 		}
 	}
-	return bw.Flush()
+	if err == io.EOF {
+		return fmt.Errorf("h1: request body is %d bytes, want Content-Length %d", n, req.ContentLength)
+	}
+	return err
 }
+
+// copyBufSize is the size of the writes of a long request body: two TLS
+// records.
+const copyBufSize = 32 << 10
+
+// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses the buffer
+// it is given.
+type writerOnly struct{ io.Writer }
 
 // validFieldName reports whether k is an RFC 9110 token; header names from
 // net/http's parser always are, names set by code may not be.
