@@ -94,6 +94,7 @@ scenario skein-mtls skein                         # the defaults: SPIFFE mTLS, d
 scenario skein-h3 skein --peer-transport h3       # HTTP/3 over QUIC, same mTLS
 scenario skein-mtls-h2 skein --peer-transport h2  # HTTP/2 over the same mTLS: the candidate transport issue 11 measured against h1
 scenario skein-mtls-h1 skein --peer-transport h1  # HTTP/1.1 over the same mTLS (today the default, so the same as skein-mtls)
+scenario skein-mtls-2cores skein --cores 2        # skein-mtls with GOMAXPROCS 2 instead of the default 1
 scenario skein-mtls-before skein @base            # skein-mtls with the binary of git ref BASELINE: before/after in one run
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
