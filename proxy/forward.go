@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // errUpgrade answers a 101 from upstream: the invoke API does not carry
@@ -107,8 +108,9 @@ func (f *forwarder) copyBody(w http.ResponseWriter, resp *http.Response) error {
 		flush = rc.Flush
 		_ = flush() // headers now: an event stream may wait long for its first event
 	}
-	buf := f.bufs.Get()
-	defer f.bufs.Put(buf)
+	bp := f.bufs.get(resp.ContentLength)
+	defer f.bufs.put(bp)
+	buf := *bp
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -142,4 +144,39 @@ func relayed(resp *http.Response) bool {
 	}
 	mt, _, _ := mime.ParseMediaType(ct[0])
 	return mt == "text/event-stream"
+}
+
+// Copy buffer sizes: most answers are small and of known length, and a
+// call in flight holds its buffer, so small ones get a small buffer.
+const (
+	smallCopyBuf = 4 << 10
+	largeCopyBuf = 32 << 10
+)
+
+// bufferPool recycles the forwarders' copy buffers. The zero value is
+// ready; safe for concurrent use.
+type bufferPool struct{ small, large sync.Pool }
+
+// get returns a buffer for a body of size bytes (-1: unknown).
+func (b *bufferPool) get(size int64) *[]byte {
+	if size >= 0 && size <= smallCopyBuf {
+		if v, ok := b.small.Get().(*[]byte); ok {
+			return v
+		}
+		buf := make([]byte, smallCopyBuf)
+		return &buf
+	}
+	if v, ok := b.large.Get().(*[]byte); ok {
+		return v
+	}
+	buf := make([]byte, largeCopyBuf)
+	return &buf
+}
+
+func (b *bufferPool) put(p *[]byte) {
+	if len(*p) == smallCopyBuf {
+		b.small.Put(p)
+	} else {
+		b.large.Put(p)
+	}
 }

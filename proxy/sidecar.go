@@ -530,15 +530,3 @@ func waitForPort(ctx context.Context, addr string) error {
 		}
 	}
 }
-
-// bufferPool recycles the 32 KiB copy buffers of the forwarders.
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
