@@ -29,8 +29,9 @@ const (
 	InlineBodyMax = 64 << 10
 	// bufSize is each connection's read and write buffer, net/http's size.
 	bufSize = 4 << 10
-	// writerGrace is how long a finished response waits for the goroutine
-	// still writing its request body before the connection is given up.
+	// writerGrace is how long a connection whose response finished first
+	// waits for the goroutine still writing its request body before it is
+	// closed instead of pooled (poolAfterWrite, off the caller's path).
 	writerGrace = 250 * time.Millisecond
 )
 
@@ -682,8 +683,18 @@ func (b *body) finish(atEOF bool) {
 	if b.stop != nil && !b.stop() {
 		keep = false // the context ended: the deadline may be set
 	}
-	if b.wdone != nil {
-		keep = keep && b.writerDone()
+	if keep && b.wdone != nil {
+		select {
+		case err := <-b.wdone:
+			keep = err == nil
+		default:
+			// The answer is complete before its request: the server
+			// answered early, or the writer has yet to report. Decide
+			// off the caller's path.
+			_ = b.rc.Close()
+			go b.c.poolAfterWrite(b.wdone)
+			return
+		}
 	}
 	if keep {
 		b.c.t.putIdle(b.c)
@@ -693,22 +704,21 @@ func (b *body) finish(atEOF bool) {
 	_ = b.rc.Close()
 }
 
-// writerDone waits briefly for the request body writer and reports whether
-// it wrote the whole request.
-func (b *body) writerDone() bool {
-	select {
-	case err := <-b.wdone:
-		return err == nil
-	default:
-	}
+// poolAfterWrite pools c once its request body writer reports that it
+// wrote the whole request, or closes c when it fails or does not report
+// within writerGrace (the server stopped reading). It ends by itself.
+func (c *conn) poolAfterWrite(wdone <-chan error) {
 	t := time.NewTimer(writerGrace)
 	defer t.Stop()
 	select {
-	case err := <-b.wdone:
-		return err == nil
+	case err := <-wdone:
+		if err == nil {
+			c.t.putIdle(c)
+			return
+		}
 	case <-t.C:
-		return false
 	}
+	c.close()
 }
 
 // upgraded is the connection after a 101 response: what the server sends

@@ -116,9 +116,14 @@ func TestBodies(t *testing.T) {
 				t.Errorf("trailer X-Sum = %q, want %d", v, tc.size)
 			}
 		})
-	}
-	if n := s.conns.Load(); n != 1 {
-		t.Errorf("calls used %d connections, want 1", n)
+		// Bodies written inline share one connection; a streamed one's
+		// connection is pooled once its writer reports, off the caller's
+		// path, so later calls may or may not find it.
+		if tc.name == "inline max" {
+			if n := s.conns.Load(); n != 1 {
+				t.Errorf("the inline bodies used %d connections, want 1", n)
+			}
+		}
 	}
 }
 
