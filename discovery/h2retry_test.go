@@ -52,7 +52,8 @@ type badH2 struct {
 	refuseAfter int
 	headers     atomic.Int32 // request HEADERS frames received
 	mu          sync.Mutex
-	body        bytes.Buffer // DATA payload received
+	body        bytes.Buffer  // DATA payload received
+	holdRefusal chan struct{} // refuseAfterData waits for it to close, if set (under mu)
 }
 
 func (s *badH2) received() string {
@@ -156,6 +157,15 @@ func (s *badH2) serve(c net.Conn, b h2Behaviour) {
 			streamBytes[id] += len(f.Data())
 			if b == refuseAfterData && !reset[id] && (streamBytes[id] >= s.refuseAfter || f.StreamEnded()) {
 				reset[id] = true
+				s.mu.Lock()
+				hold := s.holdRefusal
+				s.mu.Unlock()
+				if hold != nil {
+					select {
+					case <-hold:
+					case <-time.After(10 * time.Second): // a bound on a hang only
+					}
+				}
 				_ = fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
 			}
 			if f.StreamEnded() {
@@ -416,20 +426,22 @@ func TestPickGivesUpReplayWhenBodyReadBlocks(t *testing.T) {
 	good, bodies := startGoodH2(t)
 	rt := h2Picker(t, bad.addr, good)
 
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	go func() {
-		_, _ = pw.Write([]byte("first part"))
-		<-done // the rest would follow an answer
-		pw.Close()
-	}()
+	// The refusal is held until the transport's next Read of the body has
+	// started and blocks: that is the case under test (a refusal while no
+	// Read is in progress finds the body replayable, and the call rightly
+	// goes to the other instance).
+	body := &stallingBody{first: []byte("first part"), reading: make(chan struct{}), release: make(chan struct{})}
+	bad.mu.Lock()
+	bad.holdRefusal = body.reading
+	bad.mu.Unlock()
+	t.Cleanup(body.end)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a bound on a hang, not a timing check
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://orders.default/stream", pr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://orders.default/stream", body)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.ContentLength = -1
 	resp, err := rt.RoundTrip(req)
 	if err == nil {
 		resp.Body.Close()
@@ -448,3 +460,31 @@ func TestPickGivesUpReplayWhenBodyReadBlocks(t *testing.T) {
 		t.Errorf("other instance got %d requests, want none", len(got))
 	}
 }
+
+// stallingBody is a request body whose sender sends more only after an
+// answer: it gives its first part, then its next Read closes reading and
+// blocks until the body is closed or the test ends.
+type stallingBody struct {
+	first            []byte
+	sent             bool
+	reading, release chan struct{}
+	readingOnce      sync.Once
+	releaseOnce      sync.Once
+}
+
+func (b *stallingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, b.first), nil
+	}
+	b.readingOnce.Do(func() { close(b.reading) })
+	<-b.release
+	return 0, io.ErrClosedPipe
+}
+
+func (b *stallingBody) Close() error {
+	b.end()
+	return nil
+}
+
+func (b *stallingBody) end() { b.releaseOnce.Do(func() { close(b.release) }) }
