@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -85,7 +86,11 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer abort(nil)
 	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
 	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
-	noteCall(r.Context(), c)
+	accesslog.Note(r.Context(), accesslog.Call{
+		CallerApp: s.self.AppID, CallerNamespace: s.self.Namespace,
+		CalleeApp: inv.Target.AppID, CalleeNamespace: inv.Target.Namespace,
+		Method: inv.Method,
+	})
 	r = r.WithContext(context.WithValue(ctx, callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
@@ -206,7 +211,12 @@ func (s *Sidecar) authorizeCall(next http.Handler) http.Handler {
 			return
 		}
 		telemetry.NameServed(r.Context(), s.self.AppID, c.method)
-		noteCall(r.Context(), c)
+		peer, _ := identity.PeerFrom(r.Context()) // none: logged as "unknown"
+		accesslog.Note(r.Context(), accesslog.Call{
+			CallerApp: peer.AppID, CallerNamespace: peer.Namespace,
+			CalleeApp: s.self.AppID, CalleeNamespace: s.self.Namespace,
+			Method: c.method,
+		})
 		next.ServeHTTP(w, r)
 	})
 }
@@ -255,10 +265,7 @@ func (s *Sidecar) rewriteRemote(in, out *http.Request) {
 	}
 	stampIdentity(h, s.caller, c.target)
 	s.fwd.stamp(h)
-	delete(h, headerTiming)
-	if s.access != nil {
-		h[headerTiming] = askTiming
-	}
+	s.access.AskTiming(h) // the ask when logging; the app's own Skein-Timing never passes
 	setTrace(h, in.Context())
 }
 
@@ -276,7 +283,7 @@ func (s *Sidecar) rewriteLocal(in, out *http.Request) {
 	setPath(out.URL, c.method, in.URL.RawQuery)
 	h := out.Header
 	removeHopHeaders(h)
-	delete(h, headerTiming)
+	delete(h, accesslog.HeaderTiming) // between sidecars only
 	switch peer, ok := identity.PeerFrom(in.Context()); {
 	case ok:
 		// The caller is who its certificate says, whatever its headers say.

@@ -34,7 +34,7 @@ func (s *Sidecar) buildChains() {
 	s.apiHandler = chain(http.HandlerFunc(s.serveAPI),
 		recovery.Handler(panicLayerAPI, panics, s.log, recoveredAPI), // outermost: a panic anywhere is a 500 (or an aborted reply), never a dropped connection
 		s.tracing.Caller(badBaggage),                                 // first: every API request, rejected ones too, gets its CLIENT span; bad baggage is a 400
-		s.accessLayer(false),                                         // --access-log: one JSON line per outbound call
+		s.access.Outbound,                                            // --access-log: one JSON line per outbound call
 		s.serverMetrics,                                              // dapr_http_server_*: every API request, inside its span (exemplars)
 	)
 	// Sidecar → remote sidecar, one per call; the picker retries only what
@@ -54,9 +54,9 @@ func (s *Sidecar) buildChains() {
 		resiliency.Breaker(s.breakers, policyOf, methodOf),          // fails fast with ErrCircuitOpen, no network
 		resiliency.Timeout(policyOf, s.resMetrics),                  // per-attempt deadline
 		recovery.RoundTripper(panicLayerPeerAttempt, panics, s.log), // a panic in a try is a failed try: breaker, budget and max_requests release as for any error
-		s.attemptMetrics, // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
-		pick,             // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
-		s.tryTiming,      // --access-log: connect, TLS and upstream time of each try
+		s.attemptMetrics,   // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
+		pick,               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
+		s.access.TryTiming, // --access-log: connect, TLS and upstream time of each try
 	)
 	// Remote sidecar → this sidecar → app: first what every connection and
 	// request gets, then the call's own steps, then the forwarder to the app.
@@ -70,14 +70,14 @@ func (s *Sidecar) buildChains() {
 		recovery.Handler(panicLayerPeer, panics, s.log, s.recoveredPeer), // outermost: a panic is a 500 (or a reset stream), never every stream of the connection
 		s.tracing.Callee(badBaggage),                                     // refused calls are traced too; SERVER span, child of the caller's
 		identity.RequirePeer(refusePeer),                                 // caller identity from the verified SVID; 401 without one
-		s.accessLayer(true),                                              // --access-log: one JSON line per inbound call, with its caller
+		s.access.Inbound,                                                 // --access-log: one JSON line per inbound call, with its caller
 	)
 	// Sidecar → local app, for calls from peers and self-invocation.
 	s.local.Transport = wrap(s.appTransport,
 		recovery.RoundTripper(panicLayerAppChannel, panics, s.log), // outermost: a panic below is a 500 INTERNAL; the limiter frees its slot by itself
 		appChannelErrors, // every failure below is an app-channel failure
 		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
-		s.appTiming,  // --access-log: queue and app times, reported to a caller that asks
-		s.appMetrics, // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
+		s.access.AppTiming,                         // --access-log: queue and app times, reported to a caller that asks
+		s.appMetrics,                               // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
 	)
 }

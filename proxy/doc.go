@@ -51,6 +51,10 @@
 // and atomic adds, not label hashing. Label values from requests are made
 // valid UTF-8 and capped in number (metrics_limit.go).
 //
+// The access log (--access-log), its timing layers and the Skein-Timing
+// exchange between sidecars are package accesslog, told by accesslog.Note
+// which call a request is.
+//
 // Every chain has a recovery layer (package recovery, recover.go): a panic
 // in a layer fails only its request, with a 500 INTERNAL, and is logged and
 // counted in skein_panics_total{layer}.

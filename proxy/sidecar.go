@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/resiliency"
@@ -147,7 +148,7 @@ type Sidecar struct {
 	breakers   *resiliency.Registry
 	budgets    *resiliency.Budgets
 	peerConn   *prometheus.CounterVec // by transport: h2, h2c, h3
-	access     *accessLog             // nil: no access log
+	access     *accesslog.Log         // nil: no access log
 	tracing    *telemetry.Tracing
 }
 
@@ -209,9 +210,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		}, []string{"transport"}),
 	}
 	reg.MustRegister(s.peerConn)
-	if opts.AccessLog != nil {
-		s.access = newAccessLog(opts.AccessLog)
-	}
+	s.access = accesslog.New(opts.AccessLog) // nil (off) without a writer
 	s.accessMetrics = newAccessMetrics(reg)
 	s.reloadMetrics = newReloadMetrics(reg)
 	s.metrics = newSidecarMetrics(reg, opts.AppID)
