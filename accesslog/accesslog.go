@@ -95,7 +95,7 @@ func (l *Log) handler(inbound bool, next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = &countingBody{ReadCloser: r.Body, n: &rec.bytesIn}
 		}
-		cw := &statusWriter{ResponseWriter: w}
+		cw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), recordKey{}, rec)))
 		if !rec.noted {
 			return // a control endpoint or a request that named no call
@@ -105,7 +105,7 @@ func (l *Log) handler(inbound bool, next http.Handler) http.Handler {
 }
 
 // write formats the line by hand: one buffer from a pool, no reflection.
-func (l *Log) write(rec *record, cw *statusWriter, r *http.Request) {
+func (l *Log) write(rec *record, cw *StatusWriter, r *http.Request) {
 	bp := l.buf.Get().(*[]byte)
 	b := (*bp)[:0]
 	ms := func(name string, d int64) {
@@ -139,7 +139,7 @@ func (l *Log) write(rec *record, cw *statusWriter, r *http.Request) {
 	end("callee", c.CalleeApp, c.CalleeNamespace)
 	str("verb", rec.verb)
 	str("method", c.Method)
-	status := cw.status
+	status := cw.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -148,7 +148,7 @@ func (l *Log) write(rec *record, cw *statusWriter, r *http.Request) {
 	b = append(b, `,"bytes_in":`...)
 	b = strconv.AppendInt(b, rec.bytesIn.Load(), 10)
 	b = append(b, `,"bytes_out":`...)
-	b = strconv.AppendInt(b, cw.bytes, 10)
+	b = strconv.AppendInt(b, cw.Bytes, 10)
 	if !rec.inbound {
 		b = append(b, `,"tries":`...)
 		b = strconv.AppendInt(b, int64(rec.tries.Load()), 10)
@@ -175,38 +175,40 @@ func (l *Log) write(rec *record, cw *statusWriter, r *http.Request) {
 	l.buf.Put(bp)
 }
 
-// statusWriter remembers the status and counts the body bytes of a
-// response. Flushes and http.ResponseController reach the writer below.
-type statusWriter struct {
+// StatusWriter remembers the status and counts the body bytes of a
+// response; the access log and proxy's metrics layer both wrap their
+// writer in one. Flushes and http.ResponseController reach the writer
+// below. Status is 0 until the response starts.
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	Status int
+	Bytes  int64
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 { // 1xx responses are interim
-		w.status = code
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.Status == 0 && code >= 200 { // 1xx responses are interim
+		w.Status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
 	}
 	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
+	w.Bytes += int64(n)
 	return n, err
 }
 
-func (w *statusWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Flush() {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // countingBody counts the request bytes read from the client.
 type countingBody struct {

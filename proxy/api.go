@@ -86,11 +86,13 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer abort(nil)
 	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
 	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
-	accesslog.Note(r.Context(), accesslog.Call{
-		CallerApp: s.self.AppID, CallerNamespace: s.self.Namespace,
-		CalleeApp: inv.Target.AppID, CalleeNamespace: inv.Target.Namespace,
-		Method: inv.Method,
-	})
+	if s.access != nil { // --access-log: nothing to note without it
+		accesslog.Note(r.Context(), accesslog.Call{
+			CallerApp: s.self.AppID, CallerNamespace: s.self.Namespace,
+			CalleeApp: inv.Target.AppID, CalleeNamespace: inv.Target.Namespace,
+			Method: inv.Method,
+		})
+	}
 	r = r.WithContext(context.WithValue(ctx, callKey{}, c))
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
@@ -211,12 +213,14 @@ func (s *Sidecar) authorizeCall(next http.Handler) http.Handler {
 			return
 		}
 		telemetry.NameServed(r.Context(), s.self.AppID, c.method)
-		peer, _ := identity.PeerFrom(r.Context()) // none: logged as "unknown"
-		accesslog.Note(r.Context(), accesslog.Call{
-			CallerApp: peer.AppID, CallerNamespace: peer.Namespace,
-			CalleeApp: s.self.AppID, CalleeNamespace: s.self.Namespace,
-			Method: c.method,
-		})
+		if s.access != nil { // --access-log: nothing to note without it
+			peer, _ := identity.PeerFrom(r.Context()) // none: logged as "unknown"
+			accesslog.Note(r.Context(), accesslog.Call{
+				CallerApp: peer.AppID, CallerNamespace: peer.Namespace,
+				CalleeApp: s.self.AppID, CalleeNamespace: s.self.Namespace,
+				Method: c.method,
+			})
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 )
@@ -25,10 +26,10 @@ func (s *Sidecar) serverMetrics(next http.Handler) http.Handler {
 			return
 		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &accesslog.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		end := time.Now()
-		status := sw.status
+		status := sw.Status
 		if status == 0 {
 			status = http.StatusOK // what net/http sends for a handler that wrote nothing
 		}
@@ -39,42 +40,9 @@ func (s *Sidecar) serverMetrics(next http.Handler) http.Handler {
 		}
 		c.latency.observe(r.Context(), ms(end.Sub(start)), end)
 		m.srvReqBytes.Observe(float64(max(r.ContentLength, 0)))
-		m.srvRespBytes.Observe(float64(sw.bytes))
+		m.srvRespBytes.Observe(float64(sw.Bytes))
 	})
 }
-
-// statusWriter remembers the status and counts the body bytes of a
-// response. Flushes and http.ResponseController reach the writer below.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 { // 1xx responses are interim
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
-	return n, err
-}
-
-func (w *statusWriter) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // callMetrics records Skein's per-edge golden metrics once per call to
 // another app, with the outcome the app sees after retries.

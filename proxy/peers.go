@@ -32,7 +32,7 @@ type peerTransports struct {
 	kind    string // PeerHTTP1, PeerHTTP2 or PeerHTTP3
 	plain   peerPool
 
-	mu    sync.Mutex
+	mu    sync.RWMutex        // read-locked on every call, locked to add a pool
 	byApp map[Target]peerPool // mTLS pool of each target app
 }
 
@@ -92,6 +92,12 @@ func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func (p *peerTransports) transportFor(target Target) (peerPool, error) {
+	p.mu.RLock()
+	known, ok := p.byApp[target]
+	p.mu.RUnlock()
+	if ok {
+		return known, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.byApp[target]; ok {
