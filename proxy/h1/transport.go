@@ -40,9 +40,6 @@ var (
 	// ErrHeaderTooLarge is returned when a response's header exceeds
 	// MaxResponseHeaderBytes.
 	ErrHeaderTooLarge = errors.New("h1: response header too large")
-	// ErrClosed is returned by a Transport after CloseIdleConnections was
-	// called with shutdown (Close).
-	ErrClosed = errors.New("h1: transport closed")
 )
 
 // Transport is an HTTP/1.1 client for one kind of upstream (the local app,
@@ -66,10 +63,9 @@ type Transport struct {
 	// 0 means DefaultMaxResponseHeaderBytes.
 	MaxResponseHeaderBytes int
 
-	mu     sync.Mutex
-	idle   map[string][]*conn // address → idle connections, most recent last
-	closed bool
-	bufs   sync.Pool // *[copyBufSize]byte for long request bodies
+	mu   sync.Mutex
+	idle map[string][]*conn // address → idle connections, most recent last
+	bufs sync.Pool          // *[copyBufSize]byte for long request bodies
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -184,14 +180,14 @@ func (t *Transport) takeIdle(addr string) *conn {
 	return c
 }
 
-// putIdle pools c, or closes it when the pool is full or closed.
+// putIdle pools c, or closes it when the pool is full.
 func (t *Transport) putIdle(c *conn) {
 	max := t.MaxIdlePerHost
 	if max <= 0 {
 		max = DefaultMaxIdlePerHost
 	}
 	t.mu.Lock()
-	if t.closed || len(t.idle[c.addr]) >= max {
+	if len(t.idle[c.addr]) >= max {
 		t.mu.Unlock()
 		c.close()
 		return
