@@ -25,6 +25,7 @@ import (
 	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/internal/inlineio"
 	"github.com/skeinmesh/skein/resiliency"
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -292,14 +293,14 @@ func (s *Sidecar) Listen() error {
 			return fmt.Errorf("listen http api: %w", err)
 		}
 		port = portOf(ln)
-		s.apiLns = append(s.apiLns, ln)
+		s.apiLns = append(s.apiLns, inlineio.Listener{Listener: ln})
 	}
-	var err error
-	s.peerLn, err = net.Listen("tcp", net.JoinHostPort(s.opts.InternalListenAddr, strconv.Itoa(s.opts.InternalPort)))
+	peerLn, err := net.Listen("tcp", net.JoinHostPort(s.opts.InternalListenAddr, strconv.Itoa(s.opts.InternalPort)))
 	if err != nil {
 		s.closeListeners()
 		return fmt.Errorf("listen internal port: %w", err)
 	}
+	s.peerLn = inlineio.Listener{Listener: peerLn}
 	if s.opts.Identity != nil {
 		// HTTP/3 is a second way in; a taken UDP port costs only that.
 		if s.peerUDP, err = net.ListenPacket("udp", s.peerLn.Addr().String()); err != nil {

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http/httptrace"
+
+	"github.com/skeinmesh/skein/internal/inlineio"
 )
 
 // DialTCP returns a Dial function for cleartext TCP with d, reporting the
@@ -19,7 +21,10 @@ func DialTCP(d *net.Dialer) func(ctx context.Context, addr string) (net.Conn, er
 		if trace != nil && trace.ConnectDone != nil {
 			trace.ConnectDone("tcp", addr, err)
 		}
-		return c, err
+		if err != nil {
+			return nil, err
+		}
+		return inlineio.Wrap(c), nil
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Defaults of a Transport's zero fields.
@@ -308,10 +309,14 @@ func (c *conn) alive() bool {
 
 // peek looks at the socket without reading from it or waiting.
 func (c *conn) peek(fd uintptr) bool {
-	n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	// A raw syscall: MSG_DONTWAIT never sleeps, and syscall.Recvfrom's
+	// entersyscall would wake the runtime's sysmon thread from its deep
+	// sleep on every call (see internal/inlineio).
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), uintptr(len(c.peekBuf)),
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 	// Nothing to read yet is the only healthy answer: 0 bytes is the
 	// peer's FIN, and bytes nobody asked for mean a broken exchange.
-	c.peekLive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+	c.peekLive = errno == syscall.EAGAIN || errno == syscall.EWOULDBLOCK
 	return true // never wait for readiness
 }
 
