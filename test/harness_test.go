@@ -342,10 +342,19 @@ func (e daprError) reason() string {
 // freePort returns a free loopback port for a process the test starts. It
 // picks below the kernel's ephemeral range (32768 and up), so the port is not
 // handed to another process's bind to port 0 before ours binds it.
+// handedOut holds every port freePort has returned in this test process,
+// so that no two callers get the same one.
+var handedOut sync.Map
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 100 {
 		p := 20000 + rand.IntN(12000)
+		if _, taken := handedOut.LoadOrStore(p, true); taken {
+			// Free now, but given to an earlier caller that may not have
+			// bound it yet, or that relies on nothing listening there.
+			continue
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err == nil {
 			ln.Close()
