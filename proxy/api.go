@@ -13,6 +13,7 @@ import (
 
 	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/telemetry"
 )
 
@@ -398,6 +399,20 @@ type configStatus struct {
 	Version       string         `json:"version"`
 	Configuration string         `json:"configuration,omitempty"`
 	Resources     map[string]int `json:"resources"`
+}
+
+// grpcMetadata is what the gRPC API's GetMetadata reports: the fields of
+// /v1.0/metadata that Dapr's GetMetadataResponse has.
+func (s *Sidecar) grpcMetadata() daprgrpc.Metadata {
+	return daprgrpc.Metadata{
+		ID:             s.opts.AppID,
+		RuntimeVersion: Version,
+		Extended:       map[string]string{"daprRuntimeVersion": "skein-" + Version},
+		AppPort:        s.opts.AppPort,
+		AppProtocol:    s.opts.AppProtocol,
+		ChannelAddress: s.opts.AppChannelAddress,
+		MaxConcurrency: max(s.opts.AppMaxConcurrency, 0),
+	}
 }
 
 func (s *Sidecar) serveMetadata(w http.ResponseWriter) {

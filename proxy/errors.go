@@ -8,6 +8,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/recovery"
 	"github.com/skeinmesh/skein/resiliency"
 )
@@ -142,6 +143,10 @@ func writeInvokeError(w http.ResponseWriter, target string, err error) {
 
 // writeError writes Dapr's JSON error envelope with Skein's ErrorInfo detail.
 func writeError(w http.ResponseWriter, status int, code, msg, reason string, md map[string]string) {
+	if sink := errorSinkOf(w); sink != nil {
+		// The gRPC API's InvokeService: the failure becomes its status.
+		sink.SidecarError(daprgrpc.SidecarError{HTTPStatus: status, ErrorCode: code, Message: msg, Reason: reason, Domain: "skein", Metadata: md})
+	}
 	b, _ := json.Marshal(errorBody{
 		ErrorCode: code,
 		Message:   msg,
@@ -157,4 +162,19 @@ func writeError(w http.ResponseWriter, status int, code, msg, reason string, md 
 	h.Del("Content-Length")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// errorSinkOf finds a daprgrpc.ErrorSink under the layers' ResponseWriters.
+func errorSinkOf(w http.ResponseWriter) daprgrpc.ErrorSink {
+	for w != nil {
+		if s, ok := w.(daprgrpc.ErrorSink); ok {
+			return s
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+	return nil
 }

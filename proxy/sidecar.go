@@ -26,6 +26,7 @@ import (
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/internal/inlineio"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/resiliency"
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -46,7 +47,7 @@ type Options struct {
 	AppAPIToken        string
 	APIToken           string // DAPR_API_TOKEN: required on the HTTP API
 	HTTPPort           int
-	GRPCPort           int // reported only: the gRPC API is not served yet
+	GRPCPort           int // Dapr's gRPC API (InvokeService, GetMetadata); 0: a free port
 	ListenAddresses    []string
 	InternalPort       int
 	InternalListenAddr string
@@ -132,6 +133,8 @@ type Sidecar struct {
 	inbound      http.Handler // the call's steps of peerHandler, without the connection's (tests)
 
 	apiLns                []net.Listener
+	grpcLns               []net.Listener // --dapr-grpc-port, on every listen address
+	grpcSrv               *daprgrpc.Server
 	peerLn, metricsLn     net.Listener
 	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
@@ -271,6 +274,9 @@ func (s *Sidecar) Ports() Ports {
 	if len(s.apiLns) > 0 {
 		p.HTTP = portOf(s.apiLns[0])
 	}
+	if len(s.grpcLns) > 0 {
+		p.GRPC = portOf(s.grpcLns[0])
+	}
 	if s.peerLn != nil {
 		p.Internal = portOf(s.peerLn)
 	}
@@ -295,6 +301,27 @@ func (s *Sidecar) Listen() error {
 		port = portOf(ln)
 		s.apiLns = append(s.apiLns, inlineio.Listener{Listener: ln})
 	}
+	port = s.opts.GRPCPort
+	for _, a := range s.opts.ListenAddresses {
+		ln, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen grpc api: %w", err)
+		}
+		port = portOf(ln)
+		s.grpcLns = append(s.grpcLns, ln)
+	}
+	// Dapr's gRPC API: InvokeService runs through the same app-facing
+	// pipeline as an HTTP invocation. Built here, before start-up ends
+	// (cmd/skein releases start-up's pages after Listen).
+	s.grpcSrv = daprgrpc.New(daprgrpc.Options{
+		Invoke:          s.apiHandler,
+		APIToken:        s.opts.APIToken,
+		Metadata:        s.grpcMetadata,
+		MaxMessageBytes: int(min(s.opts.MaxBodySize, 1<<30)),
+		IdleTimeout:     s.opts.APIIdleTimeout,
+		Log:             s.log,
+	})
 	peerLn, err := net.Listen("tcp", net.JoinHostPort(s.opts.InternalListenAddr, strconv.Itoa(s.opts.InternalPort)))
 	if err != nil {
 		s.closeListeners()
@@ -319,7 +346,7 @@ func (s *Sidecar) Listen() error {
 }
 
 func (s *Sidecar) closeListeners() {
-	for _, ln := range append(s.apiLns, s.peerLn, s.metricsLn) {
+	for _, ln := range append(append(s.apiLns, s.grpcLns...), s.peerLn, s.metricsLn) {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -368,7 +395,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 2*len(s.apiLns)+2)
+	errc := make(chan error, 2*len(s.apiLns)+len(s.grpcLns)+2)
 	serve := func(srv *http.Server, ln net.Listener) {
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -382,6 +409,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		serve(s.apiH2Srv, h2)
 	}
 	serve(s.peerSrv, peerLn)
+	for _, ln := range s.grpcLns {
+		wg.Go(func() {
+			if err := s.grpcSrv.Serve(ln); err != nil {
+				errc <- fmt.Errorf("grpc api: %w", err)
+			}
+		})
+	}
 	if s.metricsLn != nil {
 		s.mSrv = &http.Server{
 			// On every path, as daprd; OpenMetrics when asked, so exemplars show.
@@ -443,6 +477,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 				}
 			})
 		}
+	}
+	if s.grpcSrv != nil {
+		shut.Go(func() { s.grpcSrv.GracefulStop(sctx) })
 	}
 	if h3srv != nil {
 		shut.Go(func() {

@@ -134,7 +134,7 @@ func TestOversizedConfigAtStartup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.skein, "sidecar", "--app-id", "big", "--config", cfg,
-		"--dapr-http-port", fmt.Sprint(freePort(t)), "--metrics-port", fmt.Sprint(freePort(t)))
+		"--dapr-http-port", fmt.Sprint(freePort(t)), "--dapr-grpc-port", fmt.Sprint(freePort(t)), "--metrics-port", fmt.Sprint(freePort(t)))
 	cmd.Env = append(os.Environ(), "SKEIN_HOME="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	ee, ok := err.(*exec.ExitError)

@@ -158,6 +158,7 @@ type sidecar struct {
 	*proc
 	appID   string
 	http    int
+	grpc    int // --dapr-grpc-port
 	metrics int
 }
 
@@ -172,10 +173,10 @@ func (m *mesh) sidecar(appID string, appPort int, extra ...string) *sidecar {
 
 func (m *mesh) sidecarNoWait(appID string, appPort int, extra ...string) *sidecar {
 	m.t.Helper()
-	s := &sidecar{appID: appID, http: freePort(m.t), metrics: freePort(m.t)}
+	s := &sidecar{appID: appID, http: freePort(m.t), grpc: freePort(m.t), metrics: freePort(m.t)}
 	args := []string{"sidecar", "--app-id", appID,
-		"--dapr-http-port", strconv.Itoa(s.http), "--metrics-port", strconv.Itoa(s.metrics),
-		"--log-level", "debug"}
+		"--dapr-http-port", strconv.Itoa(s.http), "--dapr-grpc-port", strconv.Itoa(s.grpc),
+		"--metrics-port", strconv.Itoa(s.metrics), "--log-level", "debug"}
 	if appPort != 0 {
 		args = append(args, "--app-port", strconv.Itoa(appPort))
 	}

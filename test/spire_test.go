@@ -170,9 +170,9 @@ func TestSPIREIdentities(t *testing.T) {
 	}
 	env := []string{"SPIFFE_ENDPOINT_SOCKET=unix://" + sp.agentSock}
 	start := func(app string, appPort int) *sidecar {
-		s := &sidecar{appID: app, http: freePort(t), metrics: freePort(t)}
+		s := &sidecar{appID: app, http: freePort(t), grpc: freePort(t), metrics: freePort(t)}
 		args := []string{"sidecar", "--app-id", app, "--config", cfg, "--log-level", "debug",
-			"--dapr-http-port", strconv.Itoa(s.http), "--metrics-port", strconv.Itoa(s.metrics)}
+			"--dapr-http-port", strconv.Itoa(s.http), "--dapr-grpc-port", strconv.Itoa(s.grpc), "--metrics-port", strconv.Itoa(s.metrics)}
 		if appPort != 0 {
 			args = append(args, "--app-port", strconv.Itoa(appPort))
 		}

@@ -301,9 +301,9 @@ func containsTrace(ts []jaegerTrace, id string) bool {
 // sidecarEnv is mesh.sidecar with extra environment variables.
 func (m *mesh) sidecarEnv(appID string, appPort int, env []string, extra ...string) *sidecar {
 	m.t.Helper()
-	s := &sidecar{appID: appID, http: freePort(m.t), metrics: freePort(m.t)}
+	s := &sidecar{appID: appID, http: freePort(m.t), grpc: freePort(m.t), metrics: freePort(m.t)}
 	args := []string{"sidecar", "--app-id", appID, "--app-port", strconv.Itoa(appPort),
-		"--dapr-http-port", strconv.Itoa(s.http), "--metrics-port", strconv.Itoa(s.metrics), "--log-level", "debug"}
+		"--dapr-http-port", strconv.Itoa(s.http), "--dapr-grpc-port", strconv.Itoa(s.grpc), "--metrics-port", strconv.Itoa(s.metrics), "--log-level", "debug"}
 	s.proc = m.start("sidecar "+appID, bin.skein, env, append(args, extra...)...)
 	s.waitReady(m.t)
 	return s

@@ -68,7 +68,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.appChannelAddress, "app-channel-address", "127.0.0.1", "the app's address")
 	fs.IntVar(&f.appMaxConcurrency, "app-max-concurrency", -1, "calls in flight to the app at most; more queue (-1: unlimited)")
 	fs.IntVar(&f.httpPort, "dapr-http-port", defHTTP, "HTTP API port (0: a free port)")
-	fs.IntVar(&f.grpcPort, "dapr-grpc-port", defGRPC, "gRPC API port (reserved; reported to the app)")
+	fs.IntVar(&f.grpcPort, "dapr-grpc-port", defGRPC, "Dapr gRPC API port: InvokeService, GetMetadata (0: a free port)")
 	fs.IntVar(&f.internalPort, "dapr-internal-grpc-port", 0, "peer-facing port other sidecars call (0: a free port)")
 	fs.StringVar(&f.internalListenAddr, "dapr-internal-grpc-listen-address", "127.0.0.1", "address of the peer-facing port")
 	fs.StringVar(&f.listenAddresses, "dapr-listen-addresses", "127.0.0.1", "comma-separated addresses of the HTTP API")

@@ -421,11 +421,11 @@ run_skein() {
 	export SKEIN_HOME=$WORK/$name-run$run-home
 	local env=(env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
 	# shellcheck disable=SC2086 # SKEIN_ENV is NAME=VALUE words, SKEIN_FLAGS flag words
-	start "$name-run$run-skein-b" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id b --dapr-http-port "$SB_HTTP" \
+	start "$name-run$run-skein-b" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id b --dapr-http-port "$SB_HTTP" --dapr-grpc-port 0 \
 		--metrics-port "$SB_METRICS" --app-port "$APP_PORT" --log-level warn "$@" $SKEIN_FLAGS
 	local sb=$LAST_PID
 	# shellcheck disable=SC2086
-	start "$name-run$run-skein-a" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id a --dapr-http-port "$SA_HTTP" \
+	start "$name-run$run-skein-a" "${env[@]}" $SKEIN_ENV "$bin" sidecar --app-id a --dapr-http-port "$SA_HTTP" --dapr-grpc-port 0 \
 		--metrics-port "$SA_METRICS" --log-level warn "$@" $SKEIN_FLAGS
 	local sa=$LAST_PID
 	local url="http://127.0.0.1:$SA_HTTP/v1.0/invoke/b/method/bench"
