@@ -85,7 +85,10 @@ func TestLargeBothWays(t *testing.T) {
 	errs := make(chan error, 4)
 	got := make([][]byte, 2)
 	wg.Add(4)
-	go func() { defer wg.Done(); errs <- send(c, up, []int{1, 100, inlineWriteMax, inlineWriteMax + 1, 1 << 20}) }()
+	go func() {
+		defer wg.Done()
+		errs <- send(c, up, []int{1, 100, inlineWriteMax, inlineWriteMax + 1, 1 << 20})
+	}()
 	go func() { defer wg.Done(); errs <- send(s, down, []int{7, 4096, 64 << 10}) }()
 	go func() {
 		defer wg.Done()
