@@ -45,7 +45,7 @@ func newAccessMetrics(reg prometheus.Registerer) *accessMetrics {
 // the app receives). It returns *access.DeniedError when enforcement denies;
 // an audit-mode denial is logged and counted but allowed.
 func (s *Sidecar) authorize(r *http.Request, method string, snap *Snapshot) error {
-	req := access.Request{Operation: method, Verb: r.Method}
+	req := access.Request{Operation: method, Verb: r.Method, GRPC: isGRPC(r.Header)}
 	callerApp := "unknown"
 	var caller access.Caller
 	if p, ok := identity.PeerFrom(r.Context()); ok {
@@ -74,7 +74,11 @@ func (s *Sidecar) authorize(r *http.Request, method string, snap *Snapshot) erro
 	if d.Allowed {
 		return nil
 	}
-	return &access.DeniedError{CallerID: req.CallerID, Operation: method, Verb: r.Method, Decision: d}
+	verb := r.Method
+	if req.GRPC {
+		verb = "NONE" // as Dapr reports a gRPC call's denial
+	}
+	return &access.DeniedError{CallerID: req.CallerID, Operation: method, Verb: verb, Decision: d}
 }
 
 // deniedDetail returns the ErrorInfo metadata of an access denial.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/recovery"
 	"github.com/skeinmesh/skein/resiliency"
 )
@@ -68,9 +69,10 @@ func (s *Sidecar) buildChains() {
 	)
 	s.peerHandler = chain(s.inbound,
 		recovery.Handler(panicLayerPeer, panics, s.log, s.recoveredPeer), // outermost: a panic is a 500 (or a reset stream), never every stream of the connection
-		s.tracing.Callee(badBaggage),                                     // refused calls are traced too; SERVER span, child of the caller's
-		identity.RequirePeer(refusePeer),                                 // caller identity from the verified SVID; 401 without one
-		s.access.Inbound,                                                 // --access-log: one JSON line per inbound call, with its caller
+		grpcErrors,                       // a gRPC call's refusals and failures here are gRPC statuses (proxy mode), not HTTP bodies
+		s.tracing.Callee(badBaggage),     // refused calls are traced too; SERVER span, child of the caller's
+		identity.RequirePeer(refusePeer), // caller identity from the verified SVID; 401 without one
+		s.access.Inbound,                 // --access-log: one JSON line per inbound call, with its caller
 	)
 	// Sidecar → local app, for calls from peers and self-invocation.
 	s.local.Transport = wrap(s.appTransport,
@@ -80,4 +82,15 @@ func (s *Sidecar) buildChains() {
 		s.access.AppTiming,                         // --access-log: queue and app times, reported to a caller that asks
 		s.appMetrics,                               // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
 	)
+}
+
+// grpcErrors wraps the ResponseWriter of a gRPC call (Dapr's proxy mode) so
+// that errors this sidecar writes reach the client as gRPC statuses.
+func grpcErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isGRPC(r.Header) {
+			w = daprgrpc.ErrorWriter(w)
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 )
 
 // headerGRPCTimeout carries a call's remaining time budget between sidecars
@@ -31,21 +33,7 @@ func encodeTimeout(d time.Duration) string {
 }
 
 // parseTimeout parses a grpc-timeout value.
-func parseTimeout(s string) (time.Duration, bool) {
-	if len(s) < 2 || len(s) > 9 {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
-	if err != nil || v < 0 {
-		return 0, false
-	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
-		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[s[len(s)-1]]
-	if unit == 0 {
-		return 0, false
-	}
-	return time.Duration(v) * unit, true
-}
+func parseTimeout(s string) (time.Duration, bool) { return daprgrpc.ParseTimeout(s) }
 
 // propagateDeadline writes the request's remaining time into grpc-timeout,
 // keeping a shorter one the app sent, so the callee stops waiting on its app

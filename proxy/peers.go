@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +32,16 @@ type peerTransports struct {
 	log     *slog.Logger
 	kind    string // PeerHTTP1, PeerHTTP2 or PeerHTTP3
 	plain   peerPool
+	plainH2 peerPool // gRPC calls in cleartext when kind is PeerHTTP1
 
-	mu    sync.RWMutex        // read-locked on every call, locked to add a pool
-	byApp map[Target]peerPool // mTLS pool of each target app
+	mu    sync.RWMutex         // read-locked on every call, locked to add a pool
+	byApp map[poolKey]peerPool // mTLS pool of each target app and transport
+}
+
+// poolKey names a pool: a target app and the transport to it.
+type poolKey struct {
+	target Target
+	kind   string
 }
 
 // peerPool is the connection pool of one target app.
@@ -46,11 +54,11 @@ func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity
 	if kind == "" {
 		kind = PeerHTTP1
 	}
-	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[Target]peerPool{}}
+	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[poolKey]peerPool{}}
+	p.plainH2 = newPeerTransport()
+	p.plain = p.plainH2
 	if kind == PeerHTTP1 {
 		p.plain = &h1.Transport{Dial: h1.DialTCP(peerDialer()), IdleTimeout: peerClientIdleTimeout}
-	} else {
-		p.plain = newPeerTransport()
 	}
 	return p
 }
@@ -74,33 +82,43 @@ func (p *peerTransports) scheme() string {
 
 // RoundTrip sends r on the pool of its call's target app (targetOf), with
 // its remaining time budget (the try's deadline) in grpc-timeout.
+// A gRPC call (proxy mode) needs trailers and full-duplex streams: it goes
+// over HTTP/2 when the default transport is HTTP/1.1.
 func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
 	propagateDeadline(r) // r is this sidecar's own copy (the forwarder's outbound request)
+	kind := p.kind
+	if kind == PeerHTTP1 && isGRPC(r.Header) {
+		kind = PeerHTTP2
+	}
 	if p.src == nil {
-		return p.plain.RoundTrip(r)
+		if kind == PeerHTTP1 {
+			return p.plain.RoundTrip(r)
+		}
+		return p.plainH2.RoundTrip(r)
 	}
 	target, ok := targetOf(r)
 	if !ok {
 		// Every peer call is made by the remote forwarder, inside a call.
 		return nil, fmt.Errorf("peer call to %s outside an invocation", r.Host)
 	}
-	t, err := p.transportFor(target)
+	t, err := p.transportFor(target, kind)
 	if err != nil {
 		return nil, err
 	}
 	return t.RoundTrip(r)
 }
 
-func (p *peerTransports) transportFor(target Target) (peerPool, error) {
+func (p *peerTransports) transportFor(target Target, kind string) (peerPool, error) {
+	key := poolKey{target, kind}
 	p.mu.RLock()
-	known, ok := p.byApp[target]
+	known, ok := p.byApp[key]
 	p.mu.RUnlock()
 	if ok {
 		return known, nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.byApp[target]; ok {
+	if t, ok := p.byApp[key]; ok {
 		return t, nil
 	}
 	want, err := identity.AppID(p.td, target.Namespace, target.AppID)
@@ -108,9 +126,9 @@ func (p *peerTransports) transportFor(target Target) (peerPool, error) {
 		return nil, fmt.Errorf("spiffe id of %s: %w", target, err)
 	}
 	dial := p.dialTLS(target)
-	if p.kind == PeerHTTP1 {
+	if kind == PeerHTTP1 {
 		pool := &h1.Transport{Dial: dial(identity.ClientConfig(p.src, want, "http/1.1")), IdleTimeout: peerClientIdleTimeout}
-		p.byApp[target] = pool
+		p.byApp[key] = pool
 		return pool, nil
 	}
 	t := newPeerTransport()
@@ -121,10 +139,10 @@ func (p *peerTransports) transportFor(target Target) (peerPool, error) {
 	h2dial := dial(identity.ClientConfig(p.src, want, "h2"))
 	t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) { return h2dial(ctx, addr) }
 	var pool peerPool = t
-	if p.kind == PeerHTTP3 {
+	if kind == PeerHTTP3 {
 		pool = newH3First(identity.ClientConfig(p.src, want, "h3"), t, p.log)
 	}
-	p.byApp[target] = pool
+	p.byApp[key] = pool
 	return pool, nil
 }
 
@@ -156,9 +174,17 @@ func (p *peerTransports) dialTLS(target Target) func(cfg *tls.Config) func(conte
 // closeIdle closes idle connections of every pool.
 func (p *peerTransports) closeIdle() {
 	p.plain.CloseIdleConnections()
+	p.plainH2.CloseIdleConnections()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, t := range p.byApp {
 		t.CloseIdleConnections()
 	}
+}
+
+// isGRPC reports whether a request is a gRPC call: content type
+// application/grpc or application/grpc+<codec>.
+func isGRPC(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc") && (len(ct) == len("application/grpc") || ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
 }

@@ -21,7 +21,7 @@ import (
 )
 
 // bin holds the binaries TestMain builds.
-var bin struct{ skein, testapp string }
+var bin struct{ skein, testapp, grpcapp string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "skein-e2e-")
@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 	}
 	bin.skein = filepath.Join(dir, "skein")
 	bin.testapp = filepath.Join(dir, "testapp")
-	for _, b := range [][2]string{{bin.skein, "../cmd/skein"}, {bin.testapp, "./testapp"}} {
+	bin.grpcapp = filepath.Join(dir, "grpcapp")
+	for _, b := range [][2]string{{bin.skein, "../cmd/skein"}, {bin.testapp, "./testapp"}, {bin.grpcapp, "./grpcapp"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -442,3 +442,31 @@ func TestDecideConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestGRPCCallOnHTTPApp: a gRPC call (proxy mode) to an HTTP app matches
+// its method case-sensitively and ignores the verb, as for a gRPC app.
+func TestGRPCCallOnHTTPApp(t *testing.T) {
+	c := &Config{DefaultAction: ActionDeny, TrustDomain: "public", Policies: []Policy{{
+		AppID: "app1", DefaultAction: ActionDeny, TrustDomain: "public", Namespace: "default",
+		Operations: []Operation{{Name: "/pkg.Svc/Get", HTTPVerb: []string{"GET"}, Action: ActionAllow}},
+	}}}
+	m := mustCompile(t, c, true)
+	for _, tt := range []struct {
+		op, verb string
+		grpc     bool
+		allowed  bool
+	}{
+		{"pkg.Svc/Get", "POST", true, true},   // the verb does not matter
+		{"pkg.svc/get", "POST", true, false},  // nor does case-insensitivity apply
+		{"pkg.svc/get", "GET", false, true},   // an HTTP call: both as before
+		{"pkg.Svc/Get", "POST", false, false}, // an HTTP POST is not listed
+	} {
+		d := m.Decide(Request{Caller: app1, Operation: tt.op, Verb: tt.verb, GRPC: tt.grpc})
+		if d.Allowed != tt.allowed {
+			t.Errorf("%s %s grpc=%v: allowed %v, want %v (%s)", tt.verb, tt.op, tt.grpc, d.Allowed, tt.allowed, d.Reason)
+		}
+	}
+	if _, err := m.Check(Request{Caller: app1, Operation: "pkg.Svc/Put", Verb: "POST", GRPC: true}); err == nil || !strings.Contains(err.Error(), "verb: NONE") {
+		t.Errorf("denied gRPC call: %v, want verb NONE in the error", err)
+	}
+}

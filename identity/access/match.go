@@ -74,6 +74,10 @@ type Request struct {
 	// As in Dapr it is upper-cased and mapped to Dapr's verb names; any other
 	// method counts as POST (contract §1.4). Unused for gRPC apps.
 	Verb string
+	// GRPC marks a gRPC call (Dapr's proxy mode): as for a gRPC app, its
+	// operation (the method's path) matches case-sensitively and its verb
+	// is not looked at, whatever the app's protocol.
+	GRPC bool
 }
 
 // Decision is the outcome of Decide. Every string in it comes from the
@@ -126,6 +130,7 @@ type policy struct {
 	noneRule                      string // rule for verb NONE: the app default, even unset
 	audit                         bool
 	root                          node
+	exact                         node         // for an HTTP app: the operations as written, for gRPC calls (proxy mode)
 	ops                           []*operation // config order, for Lint
 }
 
@@ -224,6 +229,8 @@ func compilePolicy(p *Policy, isHTTP bool) *policy {
 		op.pattern = name[1:]
 		if isHTTP {
 			op.pattern = strings.ToLower(op.pattern)
+			// gRPC calls to this HTTP app (proxy mode) match exactly.
+			cp.exact.put(name[1:], op)
 		}
 		cp.ops = append(cp.ops, op)
 		cp.root.put(op.pattern, op)
@@ -288,18 +295,23 @@ func (m *Matcher) Decide(r Request) Decision {
 		allow, byPolicy = p.defaultAllow, true
 		d.Level, d.Rule = LevelApp, p.defaultRule
 	}
+	isHTTP := m.isHTTP && !r.GRPC
 	op := normalize(r.Operation)
-	if m.isHTTP {
+	if isHTTP {
 		op = strings.ToLower(op) // allocates only if op has upper case
 	}
-	o := p.root.search(op)
+	root := &p.root
+	if m.isHTTP && r.GRPC {
+		root = &p.exact
+	}
+	o := root.search(op)
 	if o == nil {
 		d.Reason = reasonNoOperation
 		return m.finish(d, allow, byPolicy && p.audit)
 	}
 	d.Operation = o.name
 	switch {
-	case !m.isHTTP:
+	case !isHTTP:
 		allow, byPolicy = o.allow, true
 		d.Rule, d.Reason = o.rule, reasonGRPC
 	default:
@@ -340,7 +352,7 @@ func (m *Matcher) Check(r Request) (Decision, error) {
 		return d, nil
 	}
 	verb := verbNone
-	if m.isHTTP && r.Verb != "" {
+	if m.isHTTP && !r.GRPC && r.Verb != "" {
 		verb = verbName(r.Verb)
 	}
 	return d, &DeniedError{CallerID: r.CallerID, Operation: r.Operation, Verb: verb, Decision: d}

@@ -74,7 +74,7 @@ func TestSidecarStatus(t *testing.T) {
 		{SidecarError{HTTPStatus: 403, Reason: "ACCESS_DENIED", Message: "failed to invoke, id: b, err: denied"}, codes.Internal, "failed to invoke, id: b, err: denied"},
 	} {
 		tc.e.Domain = "skein"
-		st, info := infoOf(t, sidecarStatus(tc.e))
+		st, info := infoOf(t, sidecarStatus(tc.e, false))
 		if st.Code() != tc.code || st.Message() != tc.msg || info.Reason != tc.e.Reason || info.Domain != "skein" {
 			t.Errorf("%+v: %v %q (%v), want %v %q with its reason", tc.e, st.Code(), st.Message(), info, tc.code, tc.msg)
 		}

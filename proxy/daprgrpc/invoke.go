@@ -33,7 +33,7 @@ func (s *Server) invoke(ctx context.Context, in *runtimev1.InvokeServiceRequest)
 	rec := &recorder{header: http.Header{}, limit: s.opts.MaxMessageBytes}
 	s.opts.Invoke.ServeHTTP(rec, req)
 	if rec.sidecarErr != nil {
-		return nil, sidecarStatus(*rec.sidecarErr)
+		return nil, sidecarStatus(*rec.sidecarErr, false)
 	}
 	if rec.tooLarge {
 		return nil, status.Errorf(codes.ResourceExhausted, "failed to invoke, id: %s, err: answer larger than %d bytes", id, s.opts.MaxMessageBytes)

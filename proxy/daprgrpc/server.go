@@ -3,16 +3,16 @@ package daprgrpc
 import (
 	"context"
 	"crypto/subtle"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -34,7 +34,9 @@ type Metadata struct {
 // Options configure a Server.
 type Options struct {
 	// Invoke is the sidecar's app-facing HTTP API: every InvokeService
-	// call is served by it as the equivalent HTTP invocation.
+	// call is served by it as the equivalent HTTP invocation, and every
+	// call of another service that carries dapr-app-id metadata (proxy
+	// mode) is forwarded through it as it is.
 	Invoke http.Handler
 	// APIToken is DAPR_API_TOKEN; empty: no token is asked for.
 	APIToken string
@@ -53,6 +55,10 @@ type Options struct {
 type Server struct {
 	opts Options
 	grpc *grpc.Server
+
+	mu      sync.Mutex
+	servers []*http.Server // one per listener Serve was given
+	stopped bool
 }
 
 // maxConcurrentStreams matches the HTTP/2 listeners' limit (proxy/apiserver.go).
@@ -74,34 +80,59 @@ func New(opts Options) *Server {
 		grpc.MaxHeaderListSize(1 << 20),
 		grpc.ChainUnaryInterceptor(s.authorizeUnary),
 		grpc.ChainStreamInterceptor(s.authorizeStream),
-		// Any other service: Dapr's proxy mode (dapr-app-id metadata).
+		// Any other service without dapr-app-id (ServeHTTP forwards those
+		// with it).
 		grpc.UnknownServiceHandler(s.unknownService),
-	}
-	if opts.IdleTimeout > 0 {
-		serverOpts = append(serverOpts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.IdleTimeout}))
 	}
 	s.grpc = grpc.NewServer(serverOpts...)
 	runtimev1.RegisterDaprServer(s.grpc, daprService{s: s})
 	return s
 }
 
-// Serve accepts connections on ln until Stop or GracefulStop.
-func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
-
-// GracefulStop stops accepting and waits for calls in flight, until ctx
-// ends; then it closes every connection.
-func (s *Server) GracefulStop(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.grpc.Stop()
-		<-done
+// Serve accepts connections on ln until GracefulStop: gRPC is HTTP/2
+// with prior knowledge (h2c), as on daprd's gRPC port.
+func (s *Server) Serve(ln net.Listener) error {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP1(true) // an HTTP/1 client gets gRPC's refusal, not a closed connection
+	srv := &http.Server{
+		Handler:           s,
+		Protocols:         &p,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
+		ErrorLog:          slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug),
 	}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// GracefulStop stops accepting and waits for calls in flight (streams
+// included) until ctx ends; then it closes every connection.
+func (s *Server) GracefulStop(ctx context.Context) {
+	s.mu.Lock()
+	s.stopped = true
+	servers := s.servers
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // daprService implements dapr.proto.runtime.v1.Dapr; methods it does not
@@ -170,14 +201,8 @@ func (s *Server) checkToken(ctx context.Context) error {
 	return nil
 }
 
-// unknownService answers a call of any other service. Dapr proxies those
-// that carry dapr-app-id metadata to the target app; Skein does not yet
-// (issue 12, point 2) and says so.
-func (s *Server) unknownService(_ any, ss grpc.ServerStream) error {
-	md, _ := metadata.FromIncomingContext(ss.Context())
-	if len(md.Get("dapr-app-id")) == 0 {
-		return fmt.Errorf("cannot proxy request: missing dapr-app-id metadata")
-	}
-	method, _ := grpc.MethodFromServerStream(ss)
-	return errUnimplemented("gRPC proxying (" + method + " with dapr-app-id) is not supported yet")
+// unknownService answers a call of another service that carries no
+// dapr-app-id, as daprd does.
+func (s *Server) unknownService(any, grpc.ServerStream) error {
+	return errors.New("cannot proxy request: missing dapr-app-id metadata")
 }

@@ -115,11 +115,14 @@ const (
 	reasonCircuitOpen = "CIRCUIT_OPEN"
 )
 
-// sidecarStatus is the gRPC error Dapr's InvokeService returns for a
-// failure of the sidecar: a resiliency timeout is DeadlineExceeded, an open
-// breaker Unknown, a missing app id NotFound, everything else Internal with
-// the HTTP API's message ("failed to invoke, id: ..., err: ...").
-func sidecarStatus(e SidecarError) error {
+// sidecarStatus is the gRPC error Dapr returns for a failure of the
+// sidecar. From InvokeService: a resiliency timeout is DeadlineExceeded, an
+// open breaker Unknown, a missing app id NotFound, everything else
+// Internal with the HTTP API's message ("failed to invoke, id: ..., err:
+// ..."). For a proxied call (proxied), a refusal by access control is
+// PermissionDenied and a client fault InvalidArgument, as the callee's own
+// status reaches the client in Dapr's proxy mode.
+func sidecarStatus(e SidecarError, proxied bool) error {
 	c := codes.Internal
 	msg := e.Message
 	switch {
@@ -135,6 +138,10 @@ func sidecarStatus(e SidecarError) error {
 		c = codes.NotFound
 	case e.HTTPStatus == http.StatusUnauthorized:
 		c = codes.Unauthenticated
+	case proxied && e.HTTPStatus == http.StatusForbidden:
+		c = codes.PermissionDenied
+	case proxied && e.HTTPStatus == http.StatusBadRequest:
+		c = codes.InvalidArgument
 	}
 	return withInfo(status.New(c, msg), &errdetails.ErrorInfo{Reason: e.Reason, Domain: e.Domain, Metadata: e.Metadata})
 }
