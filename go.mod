@@ -14,6 +14,7 @@ require (
 
 require (
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
+	github.com/go-chi/chi/v5 v5.1.0 // indirect
 	golang.org/x/oauth2 v0.37.0 // indirect
 )
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 )
 
 // accessMetrics are Dapr's dapr_runtime_acl_* counters (labels: the
@@ -45,7 +46,7 @@ func newAccessMetrics(reg prometheus.Registerer) *accessMetrics {
 // the app receives). It returns *access.DeniedError when enforcement denies;
 // an audit-mode denial is logged and counted but allowed.
 func (s *Sidecar) authorize(r *http.Request, method string, snap *Snapshot) error {
-	req := access.Request{Operation: method, Verb: r.Method, GRPC: isGRPC(r.Header)}
+	req := access.Request{Operation: method, Verb: r.Method, GRPC: daprgrpc.IsGRPC(r.Header)}
 	callerApp := "unknown"
 	var caller access.Caller
 	if p, ok := identity.PeerFrom(r.Context()); ok {

@@ -279,7 +279,7 @@ func (s *Sidecar) rewriteLocal(in, out *http.Request) {
 	c := callFrom(in.Context())
 	addr := s.appAddr
 	out.URL.Scheme = "http"
-	if s.opts.AppProtocol == "https" {
+	if s.opts.AppProtocol == "https" || s.opts.AppProtocol == "grpcs" {
 		out.URL.Scheme = "https"
 	}
 	out.URL.Host = addr

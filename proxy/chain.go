@@ -88,7 +88,7 @@ func (s *Sidecar) buildChains() {
 // that errors this sidecar writes reach the client as gRPC statuses.
 func grpcErrors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isGRPC(r.Header) {
+		if daprgrpc.IsGRPC(r.Header) {
 			w = daprgrpc.ErrorWriter(w)
 		}
 		next.ServeHTTP(w, r)

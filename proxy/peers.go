@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/proxy/h1"
 )
 
@@ -87,7 +87,7 @@ func (p *peerTransports) scheme() string {
 func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
 	propagateDeadline(r) // r is this sidecar's own copy (the forwarder's outbound request)
 	kind := p.kind
-	if kind == PeerHTTP1 && isGRPC(r.Header) {
+	if kind == PeerHTTP1 && daprgrpc.IsGRPC(r.Header) {
 		kind = PeerHTTP2
 	}
 	if p.src == nil {
@@ -180,11 +180,4 @@ func (p *peerTransports) closeIdle() {
 	for _, t := range p.byApp {
 		t.CloseIdleConnections()
 	}
-}
-
-// isGRPC reports whether a request is a gRPC call: content type
-// application/grpc or application/grpc+<codec>.
-func isGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	return strings.HasPrefix(ct, "application/grpc") && (len(ct) == len("application/grpc") || ct[len("application/grpc")] == '+' || ct[len("application/grpc")] == ';')
 }

@@ -41,7 +41,7 @@ type Options struct {
 	Namespace string
 	// AppPort is the local app's port; 0 means no app channel.
 	AppPort            int
-	AppProtocol        string // http, h2c, https
+	AppProtocol        string // http, h2c, https, grpc, grpcs
 	AppChannelAddress  string
 	AppMaxConcurrency  int // <= 0: unlimited
 	AppAPIToken        string

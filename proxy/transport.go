@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/proxy/h1"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // newPeerTransport returns the pooled, multiplexed HTTP/2 transport to other
@@ -41,7 +44,9 @@ type pool interface {
 // newAppTransport returns the transport to the local app: the lean
 // HTTP/1.1 client (proxy/h1: request and response on the caller's
 // goroutine), over TLS without verification with https (as Dapr does
-// toward its own app), or net/http's h2c with --app-protocol h2c.
+// toward its own app), or net/http's h2c with --app-protocol h2c; a gRPC
+// app's (grpc, grpcs) is daprgrpc.AppTransport: gRPC calls as they are,
+// HTTP invocations as AppCallback/OnInvoke.
 func newAppTransport(protocol string) pool {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	switch protocol {
@@ -59,6 +64,21 @@ func newAppTransport(protocol string) pool {
 	case "https":
 		cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}} // #nosec G402 -- Dapr does not verify its own app
 		return &h1.Transport{Dial: h1.DialTLS(d, cfg), MaxIdlePerHost: 1024, IdleTimeout: appIdleTimeout}
+	case "grpc":
+		return &daprgrpc.AppTransport{Native: newAppTransport("h2c").(*http.Transport), Creds: insecure.NewCredentials()}
+	case "grpcs":
+		cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}} // #nosec G402 -- Dapr does not verify its own app
+		var p http.Protocols
+		p.SetHTTP2(true)
+		native := &http.Transport{
+			Protocols:           &p,
+			DialContext:         d.DialContext,
+			TLSClientConfig:     cfg,
+			DisableCompression:  true,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     90 * time.Second,
+		}
+		return &daprgrpc.AppTransport{Native: native, Creds: credentials.NewTLS(cfg.Clone())}
 	}
 	return &h1.Transport{Dial: h1.DialTCP(d), MaxIdlePerHost: 1024, IdleTimeout: appIdleTimeout}
 }

@@ -44,7 +44,7 @@ func (m *mesh) grpcApp(name string) int {
 // ways, statuses with their details, deadlines.
 func TestGRPCProxying(t *testing.T) {
 	m := newMesh(t)
-	g := m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "h2c")
+	g := m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "grpc")
 	a := m.sidecar("app-a", 0)
 	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

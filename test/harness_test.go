@@ -21,7 +21,7 @@ import (
 )
 
 // bin holds the binaries TestMain builds.
-var bin struct{ skein, testapp, grpcapp string }
+var bin struct{ skein, testapp, grpcapp, sdkapp string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "skein-e2e-")
@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 	bin.skein = filepath.Join(dir, "skein")
 	bin.testapp = filepath.Join(dir, "testapp")
 	bin.grpcapp = filepath.Join(dir, "grpcapp")
-	for _, b := range [][2]string{{bin.skein, "../cmd/skein"}, {bin.testapp, "./testapp"}, {bin.grpcapp, "./grpcapp"}} {
+	bin.sdkapp = filepath.Join(dir, "sdkapp")
+	for _, b := range [][2]string{{bin.skein, "../cmd/skein"}, {bin.testapp, "./testapp"}, {bin.grpcapp, "./grpcapp"}, {bin.sdkapp, "./sdkapp"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -64,7 +64,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	}
 	fs.StringVar(&f.appID, "app-id", "", "the app's id (required; no dots)")
 	fs.IntVar(&f.appPort, "app-port", 0, "the port the app listens on (0: no app channel)")
-	fs.StringVar(&f.appProtocol, "app-protocol", "http", "protocol to the app: http, h2c or https")
+	fs.StringVar(&f.appProtocol, "app-protocol", "http", "protocol to the app: http, h2c, https, grpc or grpcs")
 	fs.StringVar(&f.appChannelAddress, "app-channel-address", "127.0.0.1", "the app's address")
 	fs.IntVar(&f.appMaxConcurrency, "app-max-concurrency", -1, "calls in flight to the app at most; more queue (-1: unlimited)")
 	fs.IntVar(&f.httpPort, "dapr-http-port", defHTTP, "HTTP API port (0: a free port)")
@@ -122,11 +122,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		errs = append(errs, fmt.Errorf("--app-port: %d is also the sidecar's API port", f.appPort))
 	}
 	switch f.appProtocol {
-	case "http", "h2c", "https":
-	case "grpc", "grpcs":
-		errs = append(errs, fmt.Errorf("--app-protocol: %s apps are not supported yet (want http, h2c or https)", f.appProtocol))
+	case "http", "h2c", "https", "grpc", "grpcs":
 	default:
-		errs = append(errs, fmt.Errorf("--app-protocol: unknown protocol %q (want http, h2c or https)", f.appProtocol))
+		errs = append(errs, fmt.Errorf("--app-protocol: unknown protocol %q (want http, h2c, https, grpc or grpcs)", f.appProtocol))
 	}
 	if err := f.checkXDS(); err != nil {
 		errs = append(errs, err)

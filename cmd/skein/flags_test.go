@@ -24,7 +24,6 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"negative port", []string{"--app-id", "a", "--metrics-port", "-1"}, "is not a port"},
 		{"app port equals API port", []string{"--app-id", "a", "--app-port", "3500"}, "also the sidecar's API port"},
 		{"unknown protocol", []string{"--app-id", "a", "--app-protocol", "ftp"}, `unknown protocol "ftp"`},
-		{"grpc app not yet", []string{"--app-id", "a", "--app-protocol", "grpc"}, "not supported yet"},
 		{"bad log level", []string{"--app-id", "a", "--log-level", "loud"}, "--log-level"},
 		{"bad body size", []string{"--app-id", "a", "--max-body-size", "lots"}, "--max-body-size"},
 		{"bad listen address", []string{"--app-id", "a", "--dapr-listen-addresses", "example.com"}, "not an IP address"},
