@@ -40,6 +40,9 @@ type call struct {
 	// route is the outbound call's route, resolved once from snap by the
 	// outermost outbound layer (resolveRoute); nil before it and inbound.
 	route *Route
+	// external is the endpoint of an external invocation (a URL or an
+	// HTTPEndpoint); nil for a call to an app.
+	external *externalEndpoint
 }
 
 type callKey struct{}
@@ -86,6 +89,11 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 	ctx, abort := withClientBody(r)
 	defer abort(nil)
 	c := &call{target: inv.Target, method: inv.Method, name: inv.Name, snap: s.snap.Load()}
+	ext, err := s.endpointFor(inv, c.snap)
+	if err != nil {
+		writeInvokeError(w, inv.Name, &InvalidAppIDError{ID: inv.Name, Reason: err.Error()})
+		return
+	}
 	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
 	if s.access != nil { // --access-log: nothing to note without it
 		accesslog.Note(r.Context(), accesslog.Call{
@@ -95,6 +103,12 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	r = r.WithContext(context.WithValue(ctx, callKey{}, c))
+	if ext != nil {
+		// A service without a sidecar (contract §1.2): straight to its URL.
+		c.external, c.target = ext, Target{AppID: inv.Name}
+		s.external.ServeHTTP(w, r)
+		return
+	}
 	if inv.Target == s.self {
 		// Self-invocation goes straight to the local app (contract §1.9).
 		if s.opts.AppPort == 0 {
@@ -378,7 +392,7 @@ type metadata struct {
 	EnabledFeatures []string            `json:"enabledFeatures"`
 	Actors          []any               `json:"actors"`
 	Components      []any               `json:"components"`
-	HTTPEndpoints   []any               `json:"httpEndpoints"`
+	HTTPEndpoints   []namedEndpoint     `json:"httpEndpoints"`
 	Subscriptions   []any               `json:"subscriptions"`
 	Extended        map[string]string   `json:"extended"`
 	AppConnection   appConnection       `json:"appConnectionProperties"`
@@ -404,7 +418,12 @@ type configStatus struct {
 // grpcMetadata is what the gRPC API's GetMetadata reports: the fields of
 // /v1.0/metadata that Dapr's GetMetadataResponse has.
 func (s *Sidecar) grpcMetadata() daprgrpc.Metadata {
+	var names []string
+	for _, e := range endpointNames(s.snap.Load()) {
+		names = append(names, e.Name)
+	}
 	return daprgrpc.Metadata{
+		HTTPEndpoints:  names,
 		ID:             s.opts.AppID,
 		RuntimeVersion: Version,
 		Extended:       map[string]string{"daprRuntimeVersion": "skein-" + Version},
@@ -424,7 +443,7 @@ func (s *Sidecar) serveMetadata(w http.ResponseWriter) {
 		EnabledFeatures: []string{},
 		Actors:          []any{},
 		Components:      []any{},
-		HTTPEndpoints:   []any{},
+		HTTPEndpoints:   endpointNames(snap),
 		Subscriptions:   []any{},
 		Extended:        map[string]string{"daprRuntimeVersion": "skein-" + Version},
 		AppConnection: appConnection{

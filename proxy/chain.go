@@ -59,6 +59,18 @@ func (s *Sidecar) buildChains() {
 		pick,               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
 		s.access.TryTiming, // --access-log: connect, TLS and upstream time of each try
 	)
+	// App → a service without a sidecar (a URL or an HTTPEndpoint): the
+	// same call-wide and per-try layers, no discovery, the endpoint's TLS.
+	s.external.Transport = wrap(roundTripFunc(externalCalls),
+		resolveRoute,  // the policy of the target exactly as written, as in Dapr
+		s.callMetrics, // one per call
+		retry,
+		resiliency.Breaker(s.breakers, policyOf, methodOf),
+		resiliency.Timeout(policyOf, s.resMetrics),
+		recovery.RoundTripper(panicLayerPeerAttempt, panics, s.log),
+		s.attemptMetrics,
+		s.access.TryTiming,
+	)
 	// Remote sidecar → this sidecar → app: first what every connection and
 	// request gets, then the call's own steps, then the forwarder to the app.
 	s.inbound = chain(s.local,

@@ -232,6 +232,9 @@ type Snapshot struct {
 	// Resiliency holds the merged Resiliency resources scoped to this app;
 	// nil means no user policy.
 	Resiliency *resiliency.Compiled
+	// Endpoints are the HTTPEndpoint resources scoped to this app, by name
+	// (external invocation, proxy/external.go).
+	Endpoints map[string]*externalEndpoint
 	// xds is the compiled XDSConfig; nil without a control plane.
 	xds *xdsSnapshot
 	// Tracing is spec.tracing, nil without one; the sidecar applies its
@@ -275,6 +278,9 @@ func compile(cfg Config, appID string) (*Snapshot, error) {
 		return nil, err
 	}
 	if s.xds, err = compileXDS(cfg.XDS); err != nil {
+		return nil, err
+	}
+	if s.Endpoints, err = compileEndpoints(cfg, appID); err != nil {
 		return nil, err
 	}
 	var specs []*resiliency.Spec

@@ -127,6 +127,8 @@ type Sidecar struct {
 	peers        *peerTransports
 	appTransport pool
 	remote       *forwarder // to other sidecars
+	external     *forwarder // to services without a sidecar (URL and HTTPEndpoint targets)
+	externalRT   *externalTransports
 	local        *forwarder // to the local app
 	apiHandler   http.Handler
 	peerHandler  http.Handler
@@ -230,6 +232,8 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	}
 	bufs := &bufferPool{}
 	s.remote = &forwarder{rewrite: s.rewriteRemote, onError: s.proxyError, bufs: bufs}
+	s.external = &forwarder{rewrite: s.rewriteExternal, onError: s.proxyError, bufs: bufs}
+	s.externalRT = newExternalTransports()
 	s.local = &forwarder{rewrite: s.rewriteLocal, onError: s.proxyError, bufs: bufs}
 	s.buildChains()
 	empty, err := compile(Config{Version: "none"}, opts.AppID)
@@ -253,7 +257,9 @@ func (s *Sidecar) Apply(cfg Config) error {
 	}
 	snap.meters = s.metrics.bind(snap.Metrics)
 	s.bindXDS(snap, cfg)
-	s.snap.Store(snap)
+	if old := s.snap.Swap(snap); old != nil {
+		closeEndpoints(old.Endpoints) // calls in flight keep theirs; idle connections go now
+	}
 	s.tracing.Update(snap.Tracing) // the sampling rate follows; exporter changes need a restart
 	s.reloadMetrics.applied.SetToCurrentTime()
 	s.log.Info("config applied", "version", snap.Version, "configuration", snap.ConfigName)

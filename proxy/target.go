@@ -203,9 +203,13 @@ func ParseInvocation(r *http.Request, callerNamespace string) (Invocation, error
 		}
 		raw, method = u, m
 	}
-	target, err := ParseTarget(raw, callerNamespace)
-	if err != nil {
-		return Invocation{}, err
+	var target Target
+	if !isURLTarget(raw) { // a URL is an external invocation: no app id (contract §1.2)
+		t, err := ParseTarget(raw, callerNamespace)
+		if err != nil {
+			return Invocation{}, err
+		}
+		target = t
 	}
 	m, err := NormalizeMethod(method)
 	if err != nil {

@@ -29,6 +29,7 @@ type Metadata struct {
 	AppProtocol    string
 	ChannelAddress string
 	MaxConcurrency int
+	HTTPEndpoints  []string // names
 }
 
 // Options configure a Server.
@@ -157,7 +158,7 @@ func (d daprService) GetMetadata(context.Context, *runtimev1.GetMetadataRequest)
 		ExtendedMetadata:     m.Extended,
 		EnabledFeatures:      []string{},
 		RegisteredComponents: []*runtimev1.RegisteredComponents{},
-		HttpEndpoints:        []*runtimev1.MetadataHTTPEndpoint{},
+		HttpEndpoints:        endpoints(m.HTTPEndpoints),
 		AppConnectionProperties: &runtimev1.AppConnectionProperties{
 			Port:           int32(m.AppPort),
 			Protocol:       m.AppProtocol,
@@ -205,4 +206,12 @@ func (s *Server) checkToken(ctx context.Context) error {
 // dapr-app-id, as daprd does.
 func (s *Server) unknownService(any, grpc.ServerStream) error {
 	return errors.New("cannot proxy request: missing dapr-app-id metadata")
+}
+
+func endpoints(names []string) []*runtimev1.MetadataHTTPEndpoint {
+	out := make([]*runtimev1.MetadataHTTPEndpoint, len(names))
+	for i, n := range names {
+		out[i] = &runtimev1.MetadataHTTPEndpoint{Name: n}
+	}
+	return out
 }
