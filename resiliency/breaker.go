@@ -164,6 +164,8 @@ func Breaker(reg *Registry, policyOf func(*http.Request) Policy, methodOf func(*
 				done(err)
 			case resp.StatusCode >= 500:
 				done(errServerStatus)
+			case grpcFailed(resp):
+				done(errServerStatus)
 			default:
 				done(nil)
 			}

@@ -133,6 +133,11 @@ func shouldRetry(ctx context.Context, rp *RetryPolicy, resp *http.Response, err 
 		}
 		return true
 	}
+	if code, isGRPC, ok := grpcStatus(resp); isGRPC {
+		// A proxied gRPC call: its status, when it failed before any
+		// message; matched against gRPCStatusCodes (contract §5.4).
+		return ok && rp.RetryGRPC(code)
+	}
 	return rp.RetryHTTP(resp.StatusCode)
 }
 
