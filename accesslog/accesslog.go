@@ -178,7 +178,8 @@ func (l *Log) write(rec *record, cw *StatusWriter, r *http.Request) {
 // StatusWriter remembers the status and counts the body bytes of a
 // response; the access log and proxy's metrics layer both wrap their
 // writer in one. Flushes and http.ResponseController reach the writer
-// below. Status is 0 until the response starts.
+// below. Status is 0 until the response starts; a 101 (Switching
+// Protocols) is final, the status of a call that became a tunnel.
 type StatusWriter struct {
 	http.ResponseWriter
 	Status int
@@ -186,7 +187,7 @@ type StatusWriter struct {
 }
 
 func (w *StatusWriter) WriteHeader(code int) {
-	if w.Status == 0 && code >= 200 { // 1xx responses are interim
+	if w.Status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) { // other 1xx responses are interim
 		w.Status = code
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -407,6 +407,8 @@ type appConnection struct {
 	Protocol       string `json:"protocol"`
 	ChannelAddress string `json:"channelAddress"`
 	MaxConcurrency int    `json:"maxConcurrency,omitempty"`
+	// Health is there with app health checks, as in Dapr (apphealth.go).
+	Health *appHealthStatus `json:"health,omitempty"`
 }
 
 type configStatus struct {
@@ -431,6 +433,7 @@ func (s *Sidecar) grpcMetadata() daprgrpc.Metadata {
 		AppProtocol:    s.opts.AppProtocol,
 		ChannelAddress: s.opts.AppChannelAddress,
 		MaxConcurrency: max(s.opts.AppMaxConcurrency, 0),
+		AppHealth:      s.grpcAppHealth(),
 	}
 }
 
@@ -451,6 +454,7 @@ func (s *Sidecar) serveMetadata(w http.ResponseWriter) {
 			Protocol:       s.opts.AppProtocol,
 			ChannelAddress: s.opts.AppChannelAddress,
 			MaxConcurrency: max(s.opts.AppMaxConcurrency, 0),
+			Health:         s.appHealthMetadata(),
 		},
 		Ports:     s.Ports(),
 		Instances: s.resolver.Known(),

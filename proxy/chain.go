@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 
+	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
@@ -58,6 +59,7 @@ func (s *Sidecar) buildChains() {
 		s.attemptMetrics,   // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
 		pick,               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
 		s.access.TryTiming, // --access-log: connect, TLS and upstream time of each try
+		handOver,           // innermost: a 101's connection goes to the forwarder before any layer wraps the body
 	)
 	// App → a service without a sidecar (a URL or an HTTPEndpoint): the
 	// same call-wide and per-try layers, no discovery, the endpoint's TLS.
@@ -91,8 +93,10 @@ func (s *Sidecar) buildChains() {
 		recovery.RoundTripper(panicLayerAppChannel, panics, s.log), // outermost: a panic below is a 500 INTERNAL; the limiter frees its slot by itself
 		appChannelErrors, // every failure below is an app-channel failure
 		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
+		apphealth.Require(s.health),                // --enable-app-health-check: no call to an unhealthy app, from peers or self; after the queue, so a call that waited meanwhile is refused too
 		s.access.AppTiming,                         // --access-log: queue and app times, reported to a caller that asks
 		s.appMetrics,                               // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
+		handOver,                                   // innermost: a 101's connection goes to the forwarder; the slot above is held until the tunnel ends
 	)
 }
 

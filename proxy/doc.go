@@ -35,6 +35,13 @@
 // all of them. The app channel is proxy/h1 too (net/http's h2c with
 // --app-protocol h2c).
 //
+// WebSocket (tunnel.go): an HTTP/1.1 invocation asking to upgrade passes
+// every layer like any call and goes over HTTP/1.1 on both hops whatever
+// --peer-transport says; when the app answers 101, each sidecar answers
+// 101 and joins its client's connection to the upstream's (handOver, the
+// innermost client layer, takes the connection) until either side closes.
+// The call's layers are released when the tunnel ends.
+//
 // Target and method extraction (target.go) and header rules (header.go) are
 // pure functions with table and fuzz tests. Every error a client sees is
 // produced by writeError (errors.go) in Dapr's JSON shape plus Skein's

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity/access"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
@@ -32,7 +33,8 @@ const (
 	ReasonCircuitOpen     = "CIRCUIT_OPEN"
 	ReasonInvalidBaggage  = "INVALID_BAGGAGE"
 	ReasonInvalidBody     = "INVALID_REQUEST_BODY"
-	ReasonInternal        = "INTERNAL" // a recovered panic (proxy/recover.go)
+	ReasonInternal        = "INTERNAL"      // a recovered panic (proxy/recover.go)
+	ReasonAppUnhealthy    = "APP_UNHEALTHY" // the app fails its health checks (--enable-app-health-check)
 )
 
 // Dapr error codes (contract §1.10).
@@ -110,6 +112,8 @@ func classify(err error) (status int, reason string) {
 		return http.StatusBadRequest, ReasonInvalidBody
 	case errors.Is(err, errNoAppChannel):
 		return http.StatusInternalServerError, ReasonNoAppChannel
+	case errors.Is(err, apphealth.ErrUnhealthy):
+		return http.StatusInternalServerError, ReasonAppUnhealthy
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusInternalServerError, ReasonTimeout
 	case errors.As(err, &appErr):
@@ -128,6 +132,11 @@ func writeInvokeError(w http.ResponseWriter, target string, err error) {
 	if denied {
 		// Dapr's callee answers gRPC PermissionDenied; HTTP callers see its text.
 		msg = "rpc error: code = PermissionDenied desc = " + msg
+	}
+	if errors.Is(err, apphealth.ErrUnhealthy) {
+		// Dapr's app channel refuses with gRPC Internal, on the callee and
+		// for self-invocation alike; callers see its text.
+		msg = "rpc error: code = Internal desc = " + msg
 	}
 	if status != http.StatusNotFound {
 		msg = "failed to invoke, id: " + target + ", err: " + msg

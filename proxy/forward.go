@@ -1,24 +1,22 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 	"sync"
-)
 
-// errUpgrade answers a 101 from upstream: the invoke API does not carry
-// protocol upgrades (yet), so no request asks for one.
-var errUpgrade = errors.New("upstream switched protocols, which the invoke API does not carry")
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
+)
 
 // forwarder is the data path's reverse proxy, on both hops: it sends a
 // copy of the inbound request, shaped by rewrite, through transport and
 // streams the answer back. It does what httputil.ReverseProxy did for us,
-// less what we never used (X-Forwarded-* rewriting, 1xx relay, upgrades,
-// timed flushing), with less work per call: one header copy each way, no
-// per-call trace, context or media-type parsing.
+// less what we never used (X-Forwarded-* rewriting, 1xx relay, timed
+// flushing), with less work per call: one header copy each way, no
+// per-call trace, context or media-type parsing. With tunnels set it
+// carries WebSocket upgrades (tunnel.go).
 //
 // Bodies stream in both directions. A response of unknown length
 // (chunked) or a text/event-stream is flushed after every read, so each
@@ -34,6 +32,11 @@ type forwarder struct {
 	// onError answers a call that got no response.
 	onError func(w http.ResponseWriter, r *http.Request, err error)
 	bufs    *bufferPool
+	// tunnels, when set, lets a request that asks to switch to WebSocket
+	// ask the next hop too, and a 101 answer become a tunnel between the
+	// two connections; Transport must then end in handOver. Nil: Upgrade
+	// is dropped as hop-by-hop, and a 101 is an error.
+	tunnels *tunnels
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
@@ -53,6 +56,13 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		defer out.Body.Close()
 	}
 	f.rewrite(in, out)
+	var proto string
+	var sw *switched
+	if f.tunnels != nil {
+		if proto = upgradeOf(in); proto != "" {
+			out, sw = askUpgrade(out, proto)
+		}
+	}
 
 	resp, err := f.Transport.RoundTrip(out)
 	if err != nil {
@@ -60,11 +70,21 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		return
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		_ = resp.Body.Close()
-		f.onError(w, out, errUpgrade)
+		if sw == nil {
+			_ = resp.Body.Close()
+			f.onError(w, out, errUpgrade)
+			return
+		}
+		f.switchProtocols(w, out, resp, proto, sw)
 		return
 	}
 	removeHopHeaders(resp.Header)
+	if v := resp.Header[daprgrpc.HeaderAppStatus]; v != nil {
+		appStatus(w, in, v[0])
+		if c := callFrom(in.Context()); c == nil || !c.fromPeer {
+			delete(resp.Header, daprgrpc.HeaderAppStatus) // between sidecars only
+		}
+	}
 	h := w.Header()
 	for k, vv := range resp.Header {
 		h[k] = vv // resp.Header is ours: its slices may be shared
@@ -178,5 +198,25 @@ func (b *bufferPool) put(p *[]byte) {
 		b.small.Put(p)
 	} else {
 		b.large.Put(p)
+	}
+}
+
+// appStatus hands a gRPC app's status, carried from the callee's sidecar
+// in daprgrpc.HeaderAppStatus, to an InvokeService call waiting for it, so
+// the app's status reaches a gRPC caller unchanged (contract §2.2).
+func appStatus(w http.ResponseWriter, in *http.Request, v string) {
+	if c := callFrom(in.Context()); c != nil && c.fromPeer {
+		return // the callee's side: the header goes on to the caller's sidecar
+	}
+	for w != nil {
+		if s, ok := w.(daprgrpc.AppStatusSink); ok {
+			s.AppStatus(v)
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
 	}
 }

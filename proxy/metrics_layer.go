@@ -11,6 +11,7 @@ import (
 	"github.com/skeinmesh/skein/accesslog"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/proxy/daprgrpc"
 )
 
 // The metrics layers. Each loads the meters of the snapshot its call runs
@@ -21,7 +22,8 @@ import (
 func (s *Sidecar) serverMetrics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := s.snap.Load().meters
-		if m == nil || !m.spec.Enabled {
+		if m == nil || !m.spec.Enabled || daprgrpc.FromGRPC(r.Context()) {
+			// A call on the gRPC port is counted by Dapr's gRPC metrics.
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -30,9 +30,9 @@ type peerTransports struct {
 	td      spiffeid.TrustDomain
 	metrics *identity.Metrics
 	log     *slog.Logger
-	kind    string // PeerHTTP1, PeerHTTP2 or PeerHTTP3
-	plain   peerPool
-	plainH2 peerPool // gRPC calls in cleartext when kind is PeerHTTP1
+	kind    string   // PeerHTTP1, PeerHTTP2 or PeerHTTP3
+	plain   peerPool // cleartext HTTP/1.1: calls when kind is PeerHTTP1, protocol switches whatever it is
+	plainH2 peerPool // cleartext HTTP/2: calls when kind is not PeerHTTP1, gRPC calls always
 
 	mu    sync.RWMutex         // read-locked on every call, locked to add a pool
 	byApp map[poolKey]peerPool // mTLS pool of each target app and transport
@@ -56,10 +56,7 @@ func newPeerTransports(src identity.Source, td spiffeid.TrustDomain, m *identity
 	}
 	p := &peerTransports{src: src, td: td, metrics: m, kind: kind, log: log, byApp: map[poolKey]peerPool{}}
 	p.plainH2 = newPeerTransport()
-	p.plain = p.plainH2
-	if kind == PeerHTTP1 {
-		p.plain = &h1.Transport{Dial: h1.DialTCP(peerDialer()), IdleTimeout: peerClientIdleTimeout}
-	}
+	p.plain = &h1.Transport{Dial: h1.DialTCP(peerDialer()), IdleTimeout: peerClientIdleTimeout}
 	return p
 }
 
@@ -83,11 +80,16 @@ func (p *peerTransports) scheme() string {
 // RoundTrip sends r on the pool of its call's target app (targetOf), with
 // its remaining time budget (the try's deadline) in grpc-timeout.
 // A gRPC call (proxy mode) needs trailers and full-duplex streams: it goes
-// over HTTP/2 when the default transport is HTTP/1.1.
+// over HTTP/2 when the default transport is HTTP/1.1. A protocol switch
+// (WebSocket) goes over HTTP/1.1 whatever the transport, since HTTP/2 and
+// HTTP/3 have no Upgrade (RFC 9113 §8.2.2; RFC 8441's extended CONNECT
+// would need the app to speak HTTP/2).
 func (p *peerTransports) RoundTrip(r *http.Request) (*http.Response, error) {
 	propagateDeadline(r) // r is this sidecar's own copy (the forwarder's outbound request)
 	kind := p.kind
-	if kind == PeerHTTP1 && daprgrpc.IsGRPC(r.Header) {
+	if _, up := r.Header["Upgrade"]; up {
+		kind = PeerHTTP1 // only the forwarder's askUpgrade sets it: rewriteRemote drops the client's
+	} else if kind == PeerHTTP1 && daprgrpc.IsGRPC(r.Header) {
 		kind = PeerHTTP2
 	}
 	if p.src == nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/accesslog"
+	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/internal/inlineio"
@@ -57,6 +58,11 @@ type Options struct {
 	MaxBodySize        int64 // 0: unlimited
 	// AccessLog, when set, receives one JSON line per call (--access-log).
 	AccessLog io.Writer
+	// AppHealth turns on app health checks (--enable-app-health-check)
+	// with these settings, zero fields meaning their defaults; nil: none,
+	// the app counts as healthy. While the app is unhealthy calls to it
+	// fail and the instance is withdrawn from discovery (apphealth.go).
+	AppHealth *apphealth.Config
 	// MaxReplayBody is the largest fixed-length request body kept to be
 	// sent again on a retry (0: resiliency.DefaultMaxReplayBody; negative:
 	// none).
@@ -130,6 +136,7 @@ type Sidecar struct {
 	external     *forwarder // to services without a sidecar (URL and HTTPEndpoint targets)
 	externalRT   *externalTransports
 	local        *forwarder // to the local app
+	tunnels      tunnels    // WebSocket connections of remote and local, ended at shutdown
 	apiHandler   http.Handler
 	peerHandler  http.Handler
 	inbound      http.Handler // the call's steps of peerHandler, without the connection's (tests)
@@ -137,6 +144,7 @@ type Sidecar struct {
 	apiLns                []net.Listener
 	grpcLns               []net.Listener // --dapr-grpc-port, on every listen address
 	grpcSrv               *daprgrpc.Server
+	grpcMetrics           *daprgrpc.Metrics
 	peerLn, metricsLn     net.Listener
 	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
@@ -156,6 +164,7 @@ type Sidecar struct {
 	peerConn   *prometheus.CounterVec // by transport: h2, h2c, h3
 	access     *accesslog.Log         // nil: no access log
 	tracing    *telemetry.Tracing
+	health     *apphealth.Checker // --enable-app-health-check; nil: none, the app counts as healthy
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -225,16 +234,26 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		return nil, err
 	}
 	s.resMetrics, s.breakers, s.budgets = rm, resiliency.NewRegistry(rm), resiliency.NewBudgets(resiliency.DefaultBudget, rm)
+	if s.grpcMetrics, err = daprgrpc.NewMetrics(reg, opts.AppID); err != nil {
+		return nil, err
+	}
+	if t, ok := s.appTransport.(*daprgrpc.AppTransport); ok {
+		t.Metrics = s.grpcMetrics // OnInvoke calls: dapr_grpc_io_client_*
+	}
 	if s.tracing = opts.Tracing; s.tracing == nil {
 		if s.tracing, err = telemetry.NewTracing(context.Background(), telemetry.TracingOptions{AppID: opts.AppID, Registry: reg, Log: log}); err != nil {
 			return nil, err
 		}
 	}
+	// Before the chains: the app-facing one holds the checker's layer.
+	if s.health, err = newAppHealth(opts, s.appAddr, s.appTransport, reg, log); err != nil {
+		return nil, err
+	}
 	bufs := &bufferPool{}
-	s.remote = &forwarder{rewrite: s.rewriteRemote, onError: s.proxyError, bufs: bufs}
+	s.remote = &forwarder{rewrite: s.rewriteRemote, onError: s.proxyError, bufs: bufs, tunnels: &s.tunnels}
 	s.external = &forwarder{rewrite: s.rewriteExternal, onError: s.proxyError, bufs: bufs}
 	s.externalRT = newExternalTransports()
-	s.local = &forwarder{rewrite: s.rewriteLocal, onError: s.proxyError, bufs: bufs}
+	s.local = &forwarder{rewrite: s.rewriteLocal, onError: s.proxyError, bufs: bufs, tunnels: &s.tunnels}
 	s.buildChains()
 	empty, err := compile(Config{Version: "none"}, opts.AppID)
 	if err != nil {
@@ -326,6 +345,7 @@ func (s *Sidecar) Listen() error {
 		Metadata:        s.grpcMetadata,
 		MaxMessageBytes: int(min(s.opts.MaxBodySize, 1<<30)),
 		IdleTimeout:     s.opts.APIIdleTimeout,
+		Metrics:         s.grpcMetrics,
 		Log:             s.log,
 	})
 	peerLn, err := net.Listen("tcp", net.JoinHostPort(s.opts.InternalListenAddr, strconv.Itoa(s.opts.InternalPort)))
@@ -365,7 +385,8 @@ func (s *Sidecar) closeListeners() {
 // Run serves until ctx is done, then shuts down gracefully: it deregisters
 // first so no new call is routed here, stops accepting, waits up to the
 // grace period for calls in flight, and returns. Before it returns nil the
-// sidecar has become ready: app port reachable (when given) and registered.
+// sidecar has become ready: app port reachable (when given) and registered
+// (with app health checks: the first probe done, registered if it passed).
 func (s *Sidecar) Run(ctx context.Context) error {
 	// HTTP/1.1 and h2c on the API port, as daprd; one listener, split by
 	// the first bytes of each connection.
@@ -459,7 +480,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 
 	stopLease := make(chan struct{})
 	var runErr error
-	if err := s.becomeReady(ctx, &wg, stopLease); err != nil {
+	if err := s.becomeReady(ctx, rctx, &wg, stopLease); err != nil { // probes run until calls have drained
 		runErr = err
 	} else {
 		select {
@@ -484,6 +505,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			})
 		}
 	}
+	shut.Go(func() { s.tunnels.shutdown(sctx) }) // WebSocket tunnels: net/http forgets hijacked connections
 	if s.grpcSrv != nil {
 		shut.Go(func() { s.grpcSrv.GracefulStop(sctx) })
 	}
@@ -523,10 +545,21 @@ func peerConnTransport(c net.Conn, plain string) string {
 
 // becomeReady waits for the app port, registers, and marks the sidecar
 // ready. The lease goroutine is owned by wg and ends when stop closes.
-func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan struct{}) error {
+// With app health checks, probes start once the port is reachable (they
+// run until bg ends) and the first verdict is awaited: the instance is
+// registered only while the app is healthy (advertise).
+func (s *Sidecar) becomeReady(ctx, bg context.Context, wg *sync.WaitGroup, stop chan struct{}) error {
 	if s.opts.AppPort > 0 {
 		if err := waitForPort(ctx, s.appAddr); err != nil {
 			return err
+		}
+	}
+	if s.health != nil {
+		wg.Go(func() { s.health.Run(bg) })
+		select {
+		case <-s.health.Checked():
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	p := s.Ports()
@@ -534,7 +567,7 @@ func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = s.opts.Host.IP
 	}
-	lease, err := s.registry.Register(discovery.Instance{
+	in := discovery.Instance{
 		AppID:       s.opts.AppID,
 		Namespace:   s.opts.Namespace,
 		Address:     net.JoinHostPort(host, strconv.Itoa(p.Internal)),
@@ -545,11 +578,19 @@ func (s *Sidecar) becomeReady(ctx context.Context, wg *sync.WaitGroup, stop chan
 		MetricsPort: p.Metrics,
 		AppPort:     s.opts.AppPort,
 		Started:     time.Now(),
-	})
-	if err != nil {
-		return err
 	}
-	wg.Go(func() { lease.KeepAlive(stop, s.log) })
+	var lease *discovery.Lease
+	if s.health.Healthy() { // no checks: always
+		var err error
+		if lease, err = s.registry.Register(in); err != nil {
+			return err
+		}
+	}
+	if s.health == nil {
+		wg.Go(func() { lease.KeepAlive(stop, s.log) })
+	} else {
+		wg.Go(func() { s.advertise(in, lease, stop) })
+	}
 	s.ready.Store(true)
 	s.log.Info("sidecar ready")
 	return nil

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/proxy/h1"
 	"google.golang.org/grpc/credentials"
@@ -95,7 +96,7 @@ func appChannelErrors(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := next.RoundTrip(r)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
-			!errors.Is(err, errBodyTooLarge) && !errors.Is(err, errNoAppChannel) {
+			!errors.Is(err, errBodyTooLarge) && !errors.Is(err, errNoAppChannel) && !errors.Is(err, apphealth.ErrUnhealthy) {
 			err = &appChannelError{err: err}
 		}
 		return resp, err

@@ -128,6 +128,57 @@ func TestRetryDefaultPolicy(t *testing.T) {
 	}
 }
 
+// TestRetryNeverAfterSwitchingProtocols: a 101 hands the connection over;
+// even the default policy, which retries every status outside 2xx and
+// 3xx, returns it as it is, and the per-try timeout does not end it.
+func TestRetryNeverAfterSwitchingProtocols(t *testing.T) {
+	a := newApp(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "echo")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, _ := brw.ReadString('\n')
+		_, _ = brw.WriteString(line)
+		_ = brw.Flush()
+	})
+	c := mustCompile(t, defaultRetry+"  timeouts:\n    DefaultAppTimeoutPolicy: 50ms\n")
+	policyOf := func(*http.Request) Policy { return c.ForApp("server") }
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	var conn io.ReadWriter // the connection, as the proxy's innermost layer takes it
+	inner := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := tr.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			conn, _ = resp.Body.(io.ReadWriter)
+		}
+		return resp, err
+	})
+	rt := Retry(policyOf)(Breaker(NewRegistry(nil), policyOf, nil)(Timeout(policyOf, nil)(inner)))
+	req := get(t, a.URL)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols || a.calls.Load() != 1 || conn == nil {
+		t.Fatalf("status %d after %d calls, want 101 after 1 with the connection", resp.StatusCode, a.calls.Load())
+	}
+	time.Sleep(100 * time.Millisecond) // past the per-try timeout
+	if _, err := io.WriteString(conn, "still here\n"); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, len("still here\n"))
+	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "still here\n" {
+		t.Errorf("read %q, %v", b, err)
+	}
+}
+
 // contract §5.8 streaming/resiliencyrecovery.go and resiliencynoretry.go.
 func TestRetryBodies(t *testing.T) {
 	const payload = "hello, replay"

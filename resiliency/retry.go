@@ -133,6 +133,11 @@ func shouldRetry(ctx context.Context, rp *RetryPolicy, resp *http.Response, err 
 		}
 		return true
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection now carries another protocol and belongs to the
+		// caller: no answer to discard, nothing to send again.
+		return false
+	}
 	if code, isGRPC, ok := grpcStatus(resp); isGRPC {
 		// A proxied gRPC call: its status, when it failed before any
 		// message; matched against gRPCStatusCodes (contract §5.4).

@@ -484,7 +484,7 @@ type spanWriter struct {
 }
 
 func (w *spanWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) { // other 1xx are interim
 		w.status = code
 		if w.respond {
 			w.addResponseHeaders()

@@ -130,8 +130,15 @@ func TestDaprGoSDKClient(t *testing.T) {
 	if md.ID != "app-a" || !strings.HasPrefix(md.ExtendedMetadata["daprRuntimeVersion"], "skein-") {
 		t.Errorf("GetMetadata: id %q extended %v, want app-a and Skein's daprRuntimeVersion", md.ID, md.ExtendedMetadata)
 	}
-	if n := a.metric(t, "dapr_http_server_request_count", `app_id="app-a"`); n < 5 {
-		t.Errorf("dapr_http_server_request_count of the caller = %v, want the 5 gRPC invocations counted", n)
+	// Dapr's gRPC metrics count the calls, not its HTTP ones.
+	if n := a.metric(t, "dapr_grpc_io_server_completed_rpcs", `grpc_server_method="/dapr.proto.runtime.v1.Dapr/InvokeService"`, `grpc_server_status="OK"`); n != 2 {
+		t.Errorf("InvokeService calls counted OK: %v, want 2", n)
+	}
+	if n := a.metric(t, "dapr_grpc_io_server_completed_rpcs", `grpc_server_method="/dapr.proto.runtime.v1.Dapr/InvokeService"`, `grpc_server_status="NotFound"`); n != 1 {
+		t.Errorf("InvokeService calls counted NotFound: %v, want 1", n)
+	}
+	if n := a.metric(t, "dapr_http_server_request_count", `method="POST"`); n != 0 {
+		t.Errorf("dapr_http_server_request_count{method=POST} = %v; gRPC calls must not count as HTTP API requests", n)
 	}
 }
 

@@ -174,6 +174,13 @@ func TestGRPCProxying(t *testing.T) {
 	if st.Code() != codes.Internal || info == nil || info.Reason != "APP_NOT_FOUND" {
 		t.Errorf("unknown app: %v (%v), want Internal with reason APP_NOT_FOUND", err, info)
 	}
+	// Dapr's gRPC server metrics, by the user's method and status.
+	if n := a.metric(t, "dapr_grpc_io_server_completed_rpcs", `grpc_server_method="/grpc.testing.TestService/UnaryCall"`, `grpc_server_status="InvalidArgument"`); n != 1 {
+		t.Errorf("proxied UnaryCall counted InvalidArgument: %v, want 1", n)
+	}
+	if n := a.metric(t, "dapr_grpc_io_server_completed_rpcs", `grpc_server_method="/grpc.testing.TestService/FullDuplexCall"`, `grpc_server_status="OK"`); n < 1 {
+		t.Errorf("proxied FullDuplexCall counted OK: %v, want the ping-pong", n)
+	}
 	// gRPC went sidecar to sidecar over HTTP/2 with mTLS (the default
 	// peer transport, HTTP/1.1, has no trailers).
 	if n := g.metric(t, "skein_peer_connections_opened_total", `transport="h2"`); n < 1 {

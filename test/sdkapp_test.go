@@ -45,7 +45,7 @@ func TestDaprGoSDKApps(t *testing.T) {
 	for _, tc := range []struct{ protocol, appProtocol string }{{"http", "http"}, {"grpc", "grpc"}} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			m := newMesh(t)
-			m.sidecar("app-s", m.sdkApp(tc.protocol), "--app-protocol", tc.appProtocol)
+			s := m.sidecar("app-s", m.sdkApp(tc.protocol), "--app-protocol", tc.appProtocol)
 			a := m.sidecar("app-a", 0)
 			check := func(how string, out []byte, verb string) {
 				t.Helper()
@@ -89,8 +89,22 @@ func TestDaprGoSDKApps(t *testing.T) {
 			if tc.protocol == "grpc" && (resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "the app failed on purpose")) {
 				t.Errorf("gRPC app's error: %d %q, want 500 with the status as JSON", resp.StatusCode, body)
 			}
-			if _, err := c.InvokeMethod(ctx, "app-s", "fail", "post"); err == nil {
+			if v := resp.Header.Get("Skein-Grpc-App-Status"); v != "" {
+				t.Errorf("the HTTP caller got the sidecars' own header Skein-Grpc-App-Status: %q", v)
+			}
+			_, err = c.InvokeMethod(ctx, "app-s", "fail", "post")
+			if err == nil {
 				t.Error("SDK client of a failing handler: no error")
+			}
+			if tc.protocol == "grpc" && !strings.Contains(err.Error(), "the app failed on purpose") {
+				// Dapr returns a gRPC app's status unchanged (contract §2.2).
+				t.Errorf("SDK client of a failing gRPC handler: %v, want the app's own status", err)
+			}
+			if tc.protocol == "grpc" {
+				// The callee's OnInvoke calls in Dapr's gRPC client metrics.
+				if n := s.metric(t, "dapr_grpc_io_client_completed_rpcs", `grpc_client_method="/dapr.proto.runtime.v1.AppCallback/OnInvoke"`, `grpc_client_status="OK"`); n != 2 {
+					t.Errorf("OnInvoke calls counted OK: %v, want 2", n)
+				}
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
@@ -46,6 +48,10 @@ type sidecarFlags struct {
 	controlPlaneAddress, xdsMode          string
 	outlierBase, outlierMax               time.Duration
 	apiIdleTimeout, apiReadHeaderTimeout  time.Duration
+	appHealth                             bool
+	appHealthPath                         string
+	appHealthInterval, appHealthTimeout   time.Duration
+	appHealthThreshold                    int
 }
 
 type stringList []string
@@ -99,6 +105,12 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.IntVar(&f.outlierConsecutive, "outlier-consecutive-failures", discovery.DefaultOutlierDetection.Consecutive, "5xx answers or connection failures in a row that eject an instance (0: no ejection)")
 	fs.DurationVar(&f.outlierBase, "outlier-base-ejection", discovery.DefaultOutlierDetection.BaseEjection, "how long a first ejection lasts; each further one doubles it")
 	fs.DurationVar(&f.outlierMax, "outlier-max-ejection", discovery.DefaultOutlierDetection.MaxEjection, "the longest ejection")
+	fs.BoolVar(&f.appHealth, "enable-app-health-check", false, "probe the app's health; calls to an unhealthy app fail and its instance leaves discovery")
+	fs.StringVar(&f.appHealthPath, "app-health-check-path", apphealth.DefaultPath, "path the health probes GET (HTTP apps; gRPC apps answer AppCallbackHealthCheck)")
+	f.appHealthInterval, f.appHealthTimeout = apphealth.DefaultInterval, apphealth.DefaultTimeout
+	fs.Var(daprDuration{&f.appHealthInterval, time.Second}, "app-health-probe-interval", "time between health probes: a duration, or whole seconds as daprd takes it")
+	fs.Var(daprDuration{&f.appHealthTimeout, time.Millisecond}, "app-health-probe-timeout", "timeout of a health probe, at most the interval: a duration, or milliseconds as daprd takes it")
+	fs.IntVar(&f.appHealthThreshold, "app-health-threshold", apphealth.DefaultThreshold, "failed health probes in a row that make the app unhealthy")
 	fs.IntVar(&f.cores, "cores", 1, "CPU cores the sidecar uses (0: all; the GOMAXPROCS variable overrides)")
 	return fs
 }
@@ -179,6 +191,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 			errs = append(errs, fmt.Errorf("--%s: %s is not positive", d.name, d.v))
 		}
 	}
+	if err := f.checkAppHealth(); err != nil {
+		errs = append(errs, err)
+	}
 	if f.graceSeconds < 0 {
 		errs = append(errs, fmt.Errorf("--dapr-graceful-shutdown-seconds: %d is negative", f.graceSeconds))
 	}
@@ -221,10 +236,82 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		Balancer:           bal,
 		MaxReplayBody:      replay,
 		OutlierDetection:   outlier,
+		AppHealth:          f.appHealthConfig(),
 
 		APIIdleTimeout:       f.apiIdleTimeout,
 		APIReadHeaderTimeout: f.apiReadHeaderTimeout,
 	}, nil
+}
+
+// checkAppHealth validates the --app-health-* flags, used or not (daprd
+// refuses a timeout past the interval either way).
+func (f *sidecarFlags) checkAppHealth() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"app-health-probe-interval", f.appHealthInterval}, {"app-health-probe-timeout", f.appHealthTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s: %s is not positive", d.name, d.v))
+		}
+	}
+	if f.appHealthTimeout > f.appHealthInterval {
+		errs = append(errs, fmt.Errorf("--app-health-probe-timeout: %s is longer than --app-health-probe-interval %s", f.appHealthTimeout, f.appHealthInterval))
+	}
+	if f.appHealthThreshold < 1 {
+		errs = append(errs, fmt.Errorf("--app-health-threshold: %d is below 1", f.appHealthThreshold))
+	}
+	if len(errs) == 0 {
+		if err := f.appHealthSettings().Validate(); err != nil { // what is left: the path
+			errs = append(errs, fmt.Errorf("--app-health-check-path: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// appHealthConfig is the checks' settings; nil without
+// --enable-app-health-check.
+func (f *sidecarFlags) appHealthConfig() *apphealth.Config {
+	if !f.appHealth {
+		return nil
+	}
+	cfg := f.appHealthSettings()
+	return &cfg
+}
+
+func (f *sidecarFlags) appHealthSettings() apphealth.Config {
+	return apphealth.Config{Path: f.appHealthPath, Interval: f.appHealthInterval, Timeout: f.appHealthTimeout, Threshold: f.appHealthThreshold}
+}
+
+// daprDuration is a duration flag that also takes daprd's form, a whole
+// number in unit (--app-health-probe-interval 5 is 5s, and
+// --app-health-probe-timeout 500 is 500ms, as in daprd).
+type daprDuration struct {
+	d    *time.Duration
+	unit time.Duration
+}
+
+func (v daprDuration) String() string {
+	if v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v daprDuration) Set(s string) error {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n > int64(math.MaxInt64/v.unit) || n < int64(math.MinInt64/v.unit) {
+			return fmt.Errorf("%s is out of range", s)
+		}
+		*v.d = time.Duration(n) * v.unit
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 5s or a whole number")
+	}
+	*v.d = d
+	return nil
 }
 
 // parseListenAddresses accepts daprd's forms: "127.0.0.1", "[::1],127.0.0.1",

@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skeinmesh/skein/apphealth"
 )
 
 // TestSidecarRejectsBadFlags checks that every bad flag or value exits
@@ -34,6 +39,12 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"outlier max below base", []string{"--app-id", "a", "--outlier-base-ejection", "1m", "--outlier-max-ejection", "1s"}, "--outlier-*"},
 		{"zero idle timeout", []string{"--app-id", "a", "--api-idle-timeout", "0s"}, "--api-idle-timeout"},
 		{"negative header timeout", []string{"--app-id", "a", "--api-read-header-timeout", "-1s"}, "--api-read-header-timeout"},
+		{"zero probe interval", []string{"--app-id", "a", "--app-health-probe-interval", "0"}, "--app-health-probe-interval: 0s is not positive"},
+		{"negative probe timeout", []string{"--app-id", "a", "--app-health-probe-timeout", "-1ms"}, "--app-health-probe-timeout: -1ms is not positive"},
+		{"probe timeout past interval", []string{"--app-id", "a", "--app-health-probe-interval", "1s", "--app-health-probe-timeout", "2s"}, "--app-health-probe-timeout: 2s is longer than --app-health-probe-interval 1s"},
+		{"probe interval not a duration", []string{"--app-id", "a", "--app-health-probe-interval", "soon"}, `invalid value "soon" for flag -app-health-probe-interval`},
+		{"zero health threshold", []string{"--app-id", "a", "--enable-app-health-check", "--app-health-threshold", "0"}, "--app-health-threshold: 0 is below 1"},
+		{"bad health check path", []string{"--app-id", "a", "--app-health-check-path", "/%zz"}, "--app-health-check-path"},
 		{"stray argument", []string{"--app-id", "a", "extra"}, `unexpected argument "extra"`},
 		{"missing config file", []string{"--app-id", "a", "--config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 	}
@@ -103,5 +114,40 @@ func TestRunNeedsCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"run", "--app-id", "a"}, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "no app command") {
 		t.Errorf("code %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestAppHealthFlags checks the --app-health-* flags become the sidecar's
+// apphealth.Config, in Go durations and in daprd's whole numbers (seconds
+// for the interval, milliseconds for the timeout), and nothing without
+// --enable-app-health-check.
+func TestAppHealthFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want *apphealth.Config
+	}{
+		{"off by default", nil, nil},
+		{"defaults", []string{"--enable-app-health-check"},
+			&apphealth.Config{Path: "/healthz", Interval: 5 * time.Second, Timeout: 500 * time.Millisecond, Threshold: 3}},
+		{"durations", []string{"--enable-app-health-check", "--app-health-check-path", "/ready", "--app-health-probe-interval", "200ms", "--app-health-probe-timeout", "150ms", "--app-health-threshold", "1"},
+			&apphealth.Config{Path: "/ready", Interval: 200 * time.Millisecond, Timeout: 150 * time.Millisecond, Threshold: 1}},
+		{"daprd's whole numbers", []string{"--enable-app-health-check", "--app-health-probe-interval", "2", "--app-health-probe-timeout", "300"},
+			&apphealth.Config{Path: "/healthz", Interval: 2 * time.Second, Timeout: 300 * time.Millisecond, Threshold: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f sidecarFlags
+			if err := newSidecarFlagSet("sidecar", &f, false).Parse(append([]string{"--app-id", "a"}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			opts, err := f.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, opts.AppHealth); diff != "" {
+				t.Errorf("AppHealth (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

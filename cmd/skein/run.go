@@ -41,9 +41,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if f.appID == "" {
 		f.appID = defaultAppID(argv[0])
 	}
-	if f.grpcPort == 0 {
-		f.grpcPort = freePort()
-	}
 	sc, log, err := newSidecar(&f, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "skein run: %v\n", oneLine(err))

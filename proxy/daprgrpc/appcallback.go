@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -19,8 +20,21 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
+
+// HeaderAppStatus carries a gRPC app's non-OK status (google.rpc.Status,
+// base64 protobuf) from the callee's sidecar, beside the HTTP answer made
+// of it, so that an InvokeService caller gets the status unchanged. Between
+// sidecars only: the caller's sidecar removes it.
+const HeaderAppStatus = "Skein-Grpc-App-Status"
+
+// AppStatusSink is implemented by the ResponseWriter of an InvokeService
+// call: the sidecar hands it a gRPC app's status (HeaderAppStatus).
+type AppStatusSink interface {
+	AppStatus(encoded string)
+}
 
 // AppTransport is the app channel to an app whose server speaks gRPC
 // (--app-protocol grpc or grpcs), as Dapr has it (contract §2.4): a gRPC
@@ -39,6 +53,8 @@ type AppTransport struct {
 	Creds credentials.TransportCredentials
 	// MaxMessageBytes bounds an OnInvoke request and answer; 0: 4 MiB.
 	MaxMessageBytes int
+	// Metrics records Dapr's gRPC client metrics of OnInvoke; nil: none.
+	Metrics *Metrics
 
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn // by app address
@@ -127,8 +143,10 @@ func (t *AppTransport) onInvoke(r *http.Request) (*http.Response, error) {
 	}
 	ctx := metadata.NewOutgoingContext(r.Context(), requestMetadata(r.Header))
 	var hdr metadata.MD
+	start := time.Now()
 	out, err := runtimev1.NewAppCallbackClient(c).OnInvoke(ctx, in, grpc.Header(&hdr),
 		grpc.MaxCallRecvMsgSize(t.maxBytes()), grpc.MaxCallSendMsgSize(t.maxBytes()+1<<10))
+	t.Metrics.client("/dapr.proto.runtime.v1.AppCallback/OnInvoke", status.Code(err), time.Since(start))
 	if err != nil {
 		if cerr := r.Context().Err(); cerr != nil {
 			return nil, cerr
@@ -145,6 +163,10 @@ func (t *AppTransport) onInvoke(r *http.Request) (*http.Response, error) {
 		}
 		h := responseHeaders(hdr)
 		h.Set("Content-Type", "application/json")
+		if pb, err := proto.Marshal(st.Proto()); err == nil {
+			// For a gRPC caller (InvokeService) the app's status itself.
+			h.Set(HeaderAppStatus, base64.RawStdEncoding.EncodeToString(pb))
+		}
 		return response(r, HTTPStatusFromCode(st.Code()), h, b), nil
 	}
 	h := responseHeaders(hdr)

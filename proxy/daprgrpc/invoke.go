@@ -11,11 +11,13 @@ import (
 
 	commonv1 "github.com/dapr/dapr/pkg/proto/common/v1"
 	runtimev1 "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -34,6 +36,11 @@ func (s *Server) invoke(ctx context.Context, in *runtimev1.InvokeServiceRequest)
 	s.opts.Invoke.ServeHTTP(rec, req)
 	if rec.sidecarErr != nil {
 		return nil, sidecarStatus(*rec.sidecarErr, false)
+	}
+	if st := rec.appStatus; st != nil {
+		// A gRPC app's own status, unchanged, with the app's headers.
+		_ = grpc.SetHeader(ctx, responseMetadata(rec.header))
+		return nil, status.ErrorProto(st)
 	}
 	if rec.tooLarge {
 		return nil, status.Errorf(codes.ResourceExhausted, "failed to invoke, id: %s, err: answer larger than %d bytes", id, s.opts.MaxMessageBytes)
@@ -189,6 +196,19 @@ type recorder struct {
 	limit      int
 	tooLarge   bool
 	sidecarErr *SidecarError
+	appStatus  *spb.Status
+}
+
+// AppStatus records a gRPC app's status (AppStatusSink).
+func (r *recorder) AppStatus(encoded string) {
+	b, err := base64.RawStdEncoding.DecodeString(encoded)
+	if err != nil {
+		return
+	}
+	st := &spb.Status{}
+	if proto.Unmarshal(b, st) == nil && st.GetCode() != 0 {
+		r.appStatus = st
+	}
 }
 
 func (r *recorder) Header() http.Header { return r.header }

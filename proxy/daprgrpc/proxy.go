@@ -26,6 +26,13 @@ const headerAppID = "dapr-app-id"
 // ways; metadata, trailers and status pass through), to the target app's
 // own gRPC server behind its sidecar.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	s.serve(rec, r.WithContext(markGRPC(r.Context())))
+	s.opts.Metrics.server(r.URL.Path, statusOf(rec.Header(), rec.status), time.Since(start))
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor != 2 || strings.HasPrefix(r.URL.Path, daprServicePrefix) || r.Header.Get(headerAppID) == "" {
 		s.grpc.ServeHTTP(w, r) // gRPC's own refusal of HTTP/1 and of unknown services included
 		return

@@ -30,6 +30,16 @@ type Metadata struct {
 	ChannelAddress string
 	MaxConcurrency int
 	HTTPEndpoints  []string // names
+	// AppHealth is the app health check settings; nil without checks.
+	AppHealth *AppHealth
+}
+
+// AppHealth is AppConnectionProperties.health of GetMetadata: durations
+// as Go writes them ("5s"), the path empty for gRPC apps.
+type AppHealth struct {
+	Path              string
+	Interval, Timeout string
+	Threshold         int
 }
 
 // Options configure a Server.
@@ -49,7 +59,9 @@ type Options struct {
 	// IdleTimeout closes a connection that has had no call for this long
 	// (0: never).
 	IdleTimeout time.Duration
-	Log         *slog.Logger
+	// Metrics records Dapr's gRPC server metrics; nil: none.
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // Server is the gRPC API server. It is safe for concurrent use.
@@ -164,6 +176,7 @@ func (d daprService) GetMetadata(context.Context, *runtimev1.GetMetadataRequest)
 			Protocol:       m.AppProtocol,
 			ChannelAddress: m.ChannelAddress,
 			MaxConcurrency: int32(m.MaxConcurrency),
+			Health:         appHealth(m.AppHealth),
 		},
 	}, nil
 }
@@ -206,6 +219,18 @@ func (s *Server) checkToken(ctx context.Context) error {
 // dapr-app-id, as daprd does.
 func (s *Server) unknownService(any, grpc.ServerStream) error {
 	return errors.New("cannot proxy request: missing dapr-app-id metadata")
+}
+
+func appHealth(h *AppHealth) *runtimev1.AppConnectionHealthProperties {
+	if h == nil {
+		return nil
+	}
+	return &runtimev1.AppConnectionHealthProperties{
+		HealthCheckPath:     h.Path,
+		HealthProbeInterval: h.Interval,
+		HealthProbeTimeout:  h.Timeout,
+		HealthThreshold:     int32(h.Threshold),
+	}
 }
 
 func endpoints(names []string) []*runtimev1.MetadataHTTPEndpoint {

@@ -393,9 +393,10 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the caller (ReverseProxy's
-		// upgrade handling wants an io.ReadWriteCloser).
-		if stop != nil {
-			stop()
+		// upgrade handling wants an io.ReadWriteCloser), and the call's
+		// context no longer bounds it.
+		if stop != nil && !stop() {
+			return fail(ctx.Err()) // ended as the answer came: the deadline is in the past
 		}
 		resp.Body = &upgraded{br: c.br, conn: c.nc}
 		return resp, nil
@@ -467,8 +468,14 @@ func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
 	bw.WriteString("\r\n")
 	for k, vv := range req.Header {
 		switch k {
-		case "Host", "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue // written from the request's fields
+		case "Connection":
+			if req.Close {
+				continue // "Connection: close" below
+			}
+			// Kept otherwise, as net/http does: "Connection: Upgrade" asks
+			// to switch protocols (RFC 9110 §7.8).
 		}
 		if !validFieldName(k) {
 			return fmt.Errorf("h1: invalid header field name %q", k)
@@ -724,6 +731,8 @@ func (c *conn) poolAfterWrite(wdone <-chan error) {
 
 // upgraded is the connection after a 101 response: what the server sends
 // (some of it perhaps buffered already) and a way to write to it.
+// CloseWrite half-closes it (TCP FIN, or TLS close_notify) so the server
+// reads the end of what the client sends while it may still answer.
 type upgraded struct {
 	br   *bufio.Reader
 	conn net.Conn
@@ -732,3 +741,14 @@ type upgraded struct {
 func (u *upgraded) Read(p []byte) (int, error)  { return u.br.Read(p) }
 func (u *upgraded) Write(p []byte) (int, error) { return u.conn.Write(p) }
 func (u *upgraded) Close() error                { return u.conn.Close() }
+
+// errNoHalfClose is CloseWrite's answer on a connection that cannot
+// half-close.
+var errNoHalfClose = errors.New("h1: connection cannot half-close")
+
+func (u *upgraded) CloseWrite() error {
+	if cw, ok := u.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errNoHalfClose
+}

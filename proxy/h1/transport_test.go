@@ -302,8 +302,16 @@ func TestInformationalResponses(t *testing.T) {
 	}
 }
 
+// TestUpgrade: a request asking to switch protocols reaches the server
+// with its Connection: Upgrade; a 101 hands the connection over, and its
+// CloseWrite half-closes it, the server still answering after the end of
+// what the client sent.
 func TestUpgrade(t *testing.T) {
 	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Connection") != "Upgrade" || r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "no upgrade asked for", http.StatusBadRequest)
+			return
+		}
 		w.Header().Set("Connection", "Upgrade")
 		w.Header().Set("Upgrade", "echo")
 		w.WriteHeader(http.StatusSwitchingProtocols)
@@ -314,6 +322,9 @@ func TestUpgrade(t *testing.T) {
 		defer c.Close()
 		line, _ := brw.ReadString('\n')
 		_, _ = brw.WriteString("echo: " + line)
+		_ = brw.Flush()
+		rest, _ := io.ReadAll(brw) // until the client half-closes
+		_, _ = fmt.Fprintf(brw, "bye after %d bytes\n", len(rest))
 		_ = brw.Flush()
 	}))
 	tr := newTransport()
@@ -331,9 +342,22 @@ func TestUpgrade(t *testing.T) {
 	}
 	defer rw.Close()
 	_, _ = io.WriteString(rw, "hi\n")
-	line, err := bufio.NewReader(rw).ReadString('\n')
+	br := bufio.NewReader(rw)
+	line, err := br.ReadString('\n')
 	if line != "echo: hi\n" {
 		t.Errorf("read %q, %v", line, err)
+	}
+	_, _ = io.WriteString(rw, "tail")
+	cw, ok := rw.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatalf("body %T cannot half-close", rw)
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if string(rest) != "bye after 4 bytes\n" || err != nil {
+		t.Errorf("after half-close read %q, %v", rest, err)
 	}
 }
 

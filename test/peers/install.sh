@@ -11,6 +11,8 @@
 # Jaeger v1.76.0 (cmd/jaeger, v2 all-in-one): ~2 min download, ~4 min compile on a cold cache.
 # h2spec v2.2.1 (HTTP/2 conformance, test/h2spec_test.go): ~5 s download, ~10 s compile.
 # Prometheus + promtool: Debian's package (apt-get, ~15 s), when not already installed.
+# Dapr JavaScript SDK (@dapr/dapr, pinned in test/js/package.json): npm ci in test/js from its
+# package-lock.json (~10 s; offline from ~/.npm once cached). Needs Node.js and npm.
 set -euo pipefail
 PEERS=${SKEIN_PEERS:-$HOME/.cache/skein/peers}
 BIN="$PEERS/bin"
@@ -105,12 +107,42 @@ spire() {
 	go_tool spire v1.13.3 github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
 }
 
+# jssdk: test/js's node_modules (test/jssdk_test.go), exactly as its lock
+# file says: npm ci, preferring npm's cache (~/.npm), so a warm machine
+# needs no network. Not rebuilt while the lock file and node are the same.
+# --ignore-scripts: the one install script in the tree (protobufjs's
+# postinstall) only prints a version-scheme warning; skipping it keeps npm 9
+# (Debian's) and npm 11 (which asks before running scripts) alike.
+jssdk() {
+	local dir stamp want
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../js" && pwd)"
+	if ! type -P node >/dev/null || ! type -P npm >/dev/null; then
+		say "node and npm are needed for $dir (the Dapr JavaScript SDK tests): install Node.js 18 or later with npm (Debian: apt-get install nodejs npm; .ci/run does)"
+		exit 1
+	fi
+	if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
+		say "node $(node --version) is too old for @dapr/dapr: Node.js 18 or later is needed"
+		exit 1
+	fi
+	stamp="$dir/node_modules/.skein-peers.version"
+	want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1) node $(node --version)"
+	if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		say "jssdk already installed in $dir/node_modules"
+		return 0
+	fi
+	say "npm ci in $dir (node $(node --version), npm $(npm --version))"
+	(cd "$dir" && npm ci --prefer-offline --ignore-scripts --no-audit --no-fund)
+	echo "$want" >"$stamp"
+	say "jssdk installed: @dapr/dapr $(cd "$dir" && node -p 'require("@dapr/dapr/package.json").version')"
+}
+
 case "${1:-all}" in
 spire) spire ;;
 jaeger) jaeger ;;
 h2spec) h2spec ;;
 prometheus) prometheus ;;
-all) prometheus; h2spec; spire; jaeger ;;
-*) echo "usage: $0 [all|spire|jaeger|h2spec|prometheus]" >&2; exit 2 ;;
+jssdk) jssdk ;;
+all) prometheus; jssdk; h2spec; spire; jaeger ;;
+*) echo "usage: $0 [all|spire|jaeger|h2spec|prometheus|jssdk]" >&2; exit 2 ;;
 esac
 say "peers ready in $BIN"

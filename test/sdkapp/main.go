@@ -1,7 +1,8 @@
 // Command sdkapp is an app written with the official Dapr Go SDK's
 // service packages (github.com/dapr/go-sdk/service/http or /grpc), for the
 // end-to-end tests: method "echo" answers what it was called with as
-// JSON; method "fail" answers an error.
+// JSON; method "fail" answers an error; its app health check (HTTP
+// /healthz, gRPC AppCallbackHealthCheck) always passes.
 package main
 
 import (
@@ -53,6 +54,11 @@ func main() {
 		log.Fatal(err)
 	}
 	if err := s.AddServiceInvocationHandler("fail", fail); err != nil {
+		log.Fatal(err)
+	}
+	// Always healthy: the gRPC service answers AppCallbackHealthCheck with
+	// an error unless a handler is set; the HTTP one serves it on /healthz.
+	if err := s.AddHealthCheckHandler("/healthz", func(context.Context) error { return nil }); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("sdkapp (%s) listening on %s", *protocol, addr)

@@ -21,6 +21,16 @@
 //	                   the first N requests of its X-Count-Key wait D (if given; the
 //	                   caller going away ends the wait) and answer S (default 500);
 //	                   later ones answer 200 at once; the body is the echo JSON
+//	/ws                WebSocket echo (subprotocol echo.v1 if asked): every message
+//	                   comes back with its type; the text message "close" makes the
+//	                   app close (1000 "bye"); ?hello=1 first sends the echo JSON of
+//	                   the upgrade request, ?drop=D drops the connection D after the
+//	                   upgrade without a closing handshake, ?refuse=1 answers 400
+//	                   instead of upgrading; a request not asking to upgrade gets the echo
+//	/healthz           200 while healthy (the default), else 500: the target of
+//	                   the sidecar's health probes; GET /healthz?count=1 instead
+//	                   answers how many probes came
+//	/sethealth?ok=0|1  makes /healthz answer 500 or 200
 //
 // Flags: --port (default $APP_PORT), --name (reported as X-Instance on every
 // response), --exit-after D --exit-code C (exit on its own after D),
@@ -45,6 +55,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/skeinmesh/skein/test/pattern"
 )
@@ -192,7 +204,7 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	echoHandler := func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()
 		n, _ := io.Copy(h, r.Body)
 		e := echo{
@@ -213,8 +225,75 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(e)
+	}
+	mux.HandleFunc("/", echoHandler)
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			echoHandler(w, r)
+			return
+		}
+		q := r.URL.Query()
+		if q.Get("refuse") != "" {
+			http.Error(w, "upgrade refused", http.StatusBadRequest)
+			return
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"echo.v1"}})
+		if err != nil {
+			return // Accept answered the error
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(1 << 20)
+		ctx := context.Background() // the request's context ends with this handler anyway
+		if d, err := time.ParseDuration(q.Get("drop")); err == nil {
+			t := time.AfterFunc(d, func() { _ = c.CloseNow() })
+			defer t.Stop()
+		}
+		if q.Get("hello") != "" {
+			b, _ := json.Marshal(echo{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Host: r.Host,
+				Proto: r.Proto, Header: r.Header, Instance: *name})
+			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+				return
+			}
+		}
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			if typ == websocket.MessageText && string(msg) == "close" {
+				_ = c.Close(websocket.StatusNormalClosure, "bye")
+				return
+			}
+			if err := c.Write(ctx, typ, msg); err != nil {
+				return
+			}
+		}
 	})
-	var served atomic.Int64 // requests other than /requests and /count
+	var sick atomic.Bool // /healthz answers 500
+	var probes atomic.Int64
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("count") != "" {
+			fmt.Fprint(w, probes.Load())
+			return
+		}
+		probes.Add(1)
+		if sick.Load() {
+			http.Error(w, "unhealthy", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	mux.HandleFunc("/sethealth", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("ok") {
+		case "1":
+			sick.Store(false)
+		case "0":
+			sick.Store(true)
+		default:
+			http.Error(w, "want ok=0 or ok=1", http.StatusBadRequest)
+		}
+	})
+	var served atomic.Int64 // requests other than /requests, /count and the health endpoints
 	mux.HandleFunc("/requests", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, served.Load())
 	})
@@ -249,7 +328,9 @@ func main() {
 			BodyHash: hex.EncodeToString(h.Sum(nil)), Instance: *name})
 	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/requests" && r.URL.Path != "/count" {
+		switch r.URL.Path {
+		case "/requests", "/count", "/healthz", "/sethealth":
+		default:
 			served.Add(1)
 		}
 		if k := r.Header.Get("X-Count-Key"); k != "" {
