@@ -94,7 +94,15 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeInvokeError(w, inv.Name, &InvalidAppIDError{ID: inv.Name, Reason: err.Error()})
 		return
 	}
-	telemetry.NameCall(r.Context(), inv.Name, inv.Method)
+	switch {
+	case daprgrpc.IsGRPC(r.Header):
+		telemetry.NameGRPC(r.Context(), r.URL.Path) // proxy mode: the user's method, as Dapr names it
+	case daprgrpc.FromGRPC(r.Context()):
+		telemetry.NameCall(r.Context(), inv.Name, inv.Method)
+		telemetry.SetAPI(r.Context(), "grpc", "/dapr.proto.runtime.v1.Dapr/InvokeService")
+	default:
+		telemetry.NameCall(r.Context(), inv.Name, inv.Method)
+	}
 	if s.access != nil { // --access-log: nothing to note without it
 		accesslog.Note(r.Context(), accesslog.Call{
 			CallerApp: s.self.AppID, CallerNamespace: s.self.Namespace,
@@ -227,7 +235,11 @@ func (s *Sidecar) authorizeCall(next http.Handler) http.Handler {
 			writeInvokeError(w, s.self.AppID, err)
 			return
 		}
-		telemetry.NameServed(r.Context(), s.self.AppID, c.method)
+		if daprgrpc.IsGRPC(r.Header) {
+			telemetry.NameGRPC(r.Context(), r.URL.Path)
+		} else {
+			telemetry.NameServed(r.Context(), s.self.AppID, c.method)
+		}
 		if s.access != nil { // --access-log: nothing to note without it
 			peer, _ := identity.PeerFrom(r.Context()) // none: logged as "unknown"
 			accesslog.Note(r.Context(), accesslog.Call{

@@ -312,6 +312,41 @@ func NameCall(ctx context.Context, target, method string) {
 	}
 }
 
+// NameGRPC names a proxied gRPC call's span as Dapr does, on both sides:
+// the full method, unchanged (/pkg.Service/Method), with dapr.protocol grpc
+// and dapr.api the method.
+func NameGRPC(ctx context.Context, fullMethod string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetName(fullMethod)
+		span.SetAttributes(
+			attribute.String("dapr.protocol", "grpc"),
+			attribute.String("dapr.api", fullMethod),
+			attribute.String("rpc.system", "grpc"),
+		)
+	}
+}
+
+// SetAPI records the Dapr API a call came in by, when it is not the HTTP
+// API the span began with (InvokeService: dapr.protocol grpc, dapr.api
+// /dapr.proto.runtime.v1.Dapr/InvokeService).
+func SetAPI(ctx context.Context, protocol, api string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("dapr.protocol", protocol), attribute.String("dapr.api", api))
+	}
+}
+
+// grpcStatusOf is the grpc-status (and grpc-message) a handler wrote: a
+// trailer, or a header in a trailers-only answer.
+func grpcStatusOf(h http.Header) (code, msg string, ok bool) {
+	if code = h.Get("Grpc-Status"); code != "" {
+		return code, h.Get("Grpc-Message"), true
+	}
+	if code = h.Get(http.TrailerPrefix + "Grpc-Status"); code != "" {
+		return code, h.Get(http.TrailerPrefix + "Grpc-Message"), true
+	}
+	return "", "", false
+}
+
 // NameServed names the callee's span once the method is normalised:
 // CallLocal/<callee-app-id>/<method>, with dapr.invoke_method.
 func NameServed(ctx context.Context, appID, method string) {
@@ -533,6 +568,10 @@ func (w *spanWriter) end() {
 		w.span.SetAttributes(attribute.Int("dapr.status_code", status))
 		if status >= 400 {
 			w.span.SetStatus(codes.Error, "Code("+strconv.Itoa(status)+"): "+http.StatusText(status))
+		} else if code, msg, ok := grpcStatusOf(w.ResponseWriter.Header()); ok && code != "0" {
+			// A gRPC call (proxy mode): Error with the status message.
+			w.span.SetAttributes(attribute.String("rpc.grpc.status_code", code))
+			w.span.SetStatus(codes.Error, msg)
 		}
 	}
 	w.span.End()

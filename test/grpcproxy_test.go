@@ -245,3 +245,83 @@ spec:
 		}
 	}
 }
+
+// TestGRPCProxyingSpans: a proxied gRPC call is one trace in Jaeger, named
+// as Dapr names it on both sidecars (the user's full method), the callee's
+// SERVER span the child of the caller's CLIENT span, and an app's error
+// status marks both spans as errors with its message.
+func TestGRPCProxyingSpans(t *testing.T) {
+	m := newMesh(t)
+	j := startJaeger(t, m)
+	fast := []string{"OTEL_BSP_SCHEDULE_DELAY=200"}
+	m.sidecarEnv("app-g", m.grpcApp("g"), fast, "--app-protocol", "grpc", "--config", tracingConfig(t, "grpc", j.otlpGRPC, "5s"))
+	a := m.sidecarEnv("app-a", m.grpcApp("a"), fast, "--app-protocol", "grpc", "--config", tracingConfig(t, "http", j.otlpHTTP, "5s"))
+	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "dapr-app-id", "app-g")
+	if _, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.EmptyCall(ctx, &testgrpc.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such thing"}})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("app's NotFound: %v", err)
+	}
+
+	var traces []jaegerTrace
+	waitFor(t, 30*time.Second, "three traces with both spans in jaeger", func() bool {
+		traces = j.traces(t, "app-a")
+		if len(traces) < 3 {
+			return false
+		}
+		for _, tr := range traces {
+			if len(tr.Spans) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	failed := 0
+	for _, tr := range traces {
+		var client, server *span
+		ss := tr.spans()
+		for i := range ss {
+			switch s := &ss[i]; {
+			case s.service == "app-a" && s.tags["span.kind"] == "client":
+				client = s
+			case s.service == "app-g" && s.tags["span.kind"] == "server":
+				server = s
+			}
+		}
+		if client == nil || server == nil {
+			t.Errorf("trace %s: spans %+v, want an app-a client and an app-g server", tr.TraceID, ss)
+			continue
+		}
+		if server.parent != client.id {
+			t.Errorf("trace %s: server span's parent %q, want the client span %s", tr.TraceID, server.parent, client.id)
+		}
+		if !strings.HasPrefix(client.name, "/grpc.testing.TestService/") || server.name != client.name {
+			t.Errorf("trace %s: names %q / %q, want the full gRPC method on both", tr.TraceID, client.name, server.name)
+		}
+		if client.tags["dapr.protocol"] != "grpc" || client.tags["dapr.api"] != client.name {
+			t.Errorf("trace %s: client dapr.protocol %q dapr.api %q, want grpc and the method", tr.TraceID, client.tags["dapr.protocol"], client.tags["dapr.api"])
+		}
+		if client.tags["otel.status_code"] == "ERROR" {
+			failed++
+			if client.tags["otel.status_description"] != "no such thing" || server.tags["otel.status_code"] != "ERROR" {
+				t.Errorf("trace %s: error spans %q / %q, want ERROR with the app's message on both", tr.TraceID, client.tags["otel.status_description"], server.tags["otel.status_code"])
+			}
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d traces with an error status, want the NotFound call's", failed)
+	}
+}
