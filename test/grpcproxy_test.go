@@ -25,9 +25,16 @@ import (
 // grpcApp starts test/grpcapp (grpc-go's interop TestService and the
 // health service) and returns its port.
 func (m *mesh) grpcApp(name string) int {
+	port, _ := m.grpcAppProc(name)
+	return port
+}
+
+// grpcAppProc is grpcApp, with the app's process (whose output logs the
+// calls stopped by their context).
+func (m *mesh) grpcAppProc(name string) (int, *proc) {
 	m.t.Helper()
 	port := freePort(m.t)
-	m.start("grpc app "+name, bin.grpcapp, nil, "--port", strconv.Itoa(port))
+	p := m.start("grpc app "+name, bin.grpcapp, nil, "--port", strconv.Itoa(port))
 	waitFor(m.t, 10*time.Second, "grpc app "+name+" listening", func() bool {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
 		if err == nil {
@@ -35,7 +42,7 @@ func (m *mesh) grpcApp(name string) int {
 		}
 		return err == nil
 	})
-	return port
+	return port, p
 }
 
 // TestGRPCProxying: a plain grpc-go client calls a gRPC service through two
@@ -324,4 +331,50 @@ func TestGRPCProxyingSpans(t *testing.T) {
 	if failed != 1 {
 		t.Errorf("%d traces with an error status, want the NotFound call's", failed)
 	}
+}
+
+// TestGRPCProxyingStopsTheAppCall: the client's deadline, and its
+// cancellation, reach the app through both sidecars: the app's call ends
+// then, not when the app would have answered.
+func TestGRPCProxyingStopsTheAppCall(t *testing.T) {
+	m := newMesh(t)
+	gPort, g := m.grpcAppProc("g")
+	m.sidecar("app-g", gPort, "--app-protocol", "grpc")
+	a := m.sidecar("app-a", 0)
+	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	base := metadata.AppendToOutgoingContext(context.Background(), "dapr-app-id", "app-g")
+	slow := &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 3_000_000}, {Size: 1, IntervalUs: 3_000_000}}}
+
+	// A deadline: the app's stream sees its context end.
+	ctx, cancel := context.WithTimeout(base, 300*time.Millisecond)
+	ss, err := tc.StreamingOutputCall(ctx, slow)
+	if err == nil {
+		_, err = ss.Recv()
+	}
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("deadline: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the app's call stopped by the deadline", func() bool {
+		return strings.Count(g.out.String(), "call /grpc.testing.TestService/StreamingOutputCall ended") >= 1
+	})
+
+	// A cancellation mid-stream: the same.
+	ctx, cancel = context.WithCancel(base)
+	ss, err = tc.StreamingOutputCall(ctx, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(300*time.Millisecond, cancel)
+	if _, err := ss.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("cancel: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the app's call stopped by the cancellation", func() bool {
+		return strings.Count(g.out.String(), "call /grpc.testing.TestService/StreamingOutputCall ended") >= 2
+	})
 }
