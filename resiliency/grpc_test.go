@@ -1,7 +1,10 @@
 package resiliency
 
 import (
+	"bytes"
+	"io"
 	"net/http"
+	"sync"
 	"testing"
 )
 
@@ -81,5 +84,72 @@ targets:
 		if opened := err != nil; opened != tc.open {
 			t.Errorf("grpc-status %s: after two failures the breaker is open: %v, want %v", tc.status, opened, tc.open)
 		}
+	}
+}
+
+// TestRetryGRPCStreamBody: a gRPC call's body of unknown length is
+// replayed for the attempts that failed before any answer, whole, and not
+// when more than the replay bound went out.
+func TestRetryGRPCStreamBody(t *testing.T) {
+	const doc = `
+policies:
+  retries:
+    g: {policy: constant, duration: 5ms, maxRetries: 3, matching: {gRPCStatusCodes: "14"}}
+targets:
+  apps:
+    server: {retry: g}
+`
+	body := bytes.Repeat([]byte("0123456789abcdef"), 640) // 10 KiB
+	for _, tc := range []struct {
+		name  string
+		max   int64
+		calls int64
+	}{{"within the bound", 64 << 10, 3}, {"over the bound", 4 << 10, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got [][]byte
+			var mu sync.Mutex
+			a := newApp(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				got = append(got, b)
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/grpc")
+				if n <= 2 {
+					w.Header().Set("Grpc-Status", "14")
+				} else {
+					w.Header().Set("Grpc-Status", "0")
+				}
+			})
+			c := mustCompile(t, doc)
+			policyOf := func(*http.Request) Policy { return c.ForApp("server") }
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(tr.CloseIdleConnections)
+			rt := Retry(policyOf, WithMaxReplayBody(tc.max))(tr)
+			pr, pw := io.Pipe()
+			go func() {
+				for i := 0; i < len(body); i += 1000 { // a stream: several writes
+					pw.Write(body[i:min(i+1000, len(body))])
+				}
+				pw.Close()
+			}()
+			req, _ := http.NewRequest(http.MethodPost, a.URL+"/pkg.Svc/Call", pr)
+			req.Header.Set("Content-Type", "application/grpc")
+			req.ContentLength = -1 // unknown, as a proxied gRPC call's
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if n := a.calls.Load(); n != tc.calls {
+				t.Fatalf("%d calls, want %d", n, tc.calls)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, b := range got {
+				if !bytes.Equal(b, body) {
+					t.Errorf("attempt %d got %d bytes, want the whole %d-byte body", i+1, len(b), len(body))
+				}
+			}
+		})
 	}
 }

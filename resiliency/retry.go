@@ -65,20 +65,26 @@ func Retry(policyOf func(*http.Request) Policy, opts ...RetryOption) func(http.R
 			if rp == nil || rp.MaxRetries == 0 {
 				return next.RoundTrip(req)
 			}
-			getBody, err := replayable(req, cfg.maxBody)
-			if err != nil {
-				return nil, err
+			var getBody func() (io.ReadCloser, error)
+			var replayOK func() bool // nil: always, once getBody is set
+			if g := grpcReplayable(req, cfg.maxBody); g != nil {
+				getBody, replayOK = g.next, g.replayable
+			} else {
+				var err error
+				if getBody, err = replayable(req, cfg.maxBody); err != nil {
+					return nil, err
+				}
 			}
 			if getBody == nil {
 				return next.RoundTrip(req)
 			}
 			cfg.metrics.policyUsed(&p, policyRetry, "")
-			return retry(req, next, &p, getBody, budget, &cfg)
+			return retry(req, next, &p, getBody, replayOK, budget, &cfg)
 		})
 	}
 }
 
-func retry(req *http.Request, next http.RoundTripper, p *Policy, getBody func() (io.ReadCloser, error), budget *Budget, cfg *retryConfig) (*http.Response, error) {
+func retry(req *http.Request, next http.RoundTripper, p *Policy, getBody func() (io.ReadCloser, error), replayOK func() bool, budget *Budget, cfg *retryConfig) (*http.Response, error) {
 	ctx := req.Context()
 	rp := p.Retry
 	bo := rp.NewBackoff(cfg.rnd, nil)
@@ -99,7 +105,7 @@ func retry(req *http.Request, next http.RoundTripper, p *Policy, getBody func() 
 			r.Body = body
 		}
 		resp, err := next.RoundTrip(r)
-		if !shouldRetry(ctx, rp, resp, err) || rp.MaxRetries >= 0 && attempt >= rp.MaxRetries {
+		if !shouldRetry(ctx, rp, resp, err) || rp.MaxRetries >= 0 && attempt >= rp.MaxRetries || replayOK != nil && !replayOK() {
 			return resp, err
 		}
 		delay, ok := bo.Next()

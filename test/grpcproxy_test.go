@@ -378,3 +378,61 @@ func TestGRPCProxyingStopsTheAppCall(t *testing.T) {
 		return strings.Count(g.out.String(), "call /grpc.testing.TestService/StreamingOutputCall ended") >= 2
 	})
 }
+
+// TestGRPCProxyingRetries: a Resiliency retry policy matching gRPC status
+// codes retries a proxied call that failed before any answer, with its
+// streamed request body replayed, and leaves other codes alone.
+func TestGRPCProxyingRetries(t *testing.T) {
+	m := newMesh(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "res.yaml", `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: grpc-retries
+spec:
+  policies:
+    retries:
+      unavailable:
+        policy: constant
+        duration: 10ms
+        maxRetries: 2
+        matching:
+          gRPCStatusCodes: "14"
+  targets:
+    apps:
+      app-g:
+        retry: unavailable
+`)
+	m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "grpc")
+	a := m.sidecar("app-a", 0, "--resources-path", dir)
+	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tc := testgrpc.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "dapr-app-id", "app-g")
+	retries := func() float64 {
+		return a.metric(t, "dapr_resiliency_activations_total", `policy="retry"`)
+	}
+	payload := &testgrpc.Payload{Body: bytes.Repeat([]byte{7}, 50_000)}
+	_, err = tc.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: payload, ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "busy"}})
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "busy" {
+		t.Fatalf("always Unavailable: %v", err)
+	}
+	if n := retries(); n != 2 {
+		t.Errorf("retries of an Unavailable call: %v, want 2", n)
+	}
+	_, err = tc.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: payload, ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.InvalidArgument), Message: "bad"}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("InvalidArgument: %v", err)
+	}
+	if n := retries(); n != 2 {
+		t.Errorf("retries after an InvalidArgument call: %v, want still 2 (not a listed code)", n)
+	}
+	if _, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: payload, ResponseSize: 10}); err != nil {
+		t.Errorf("a call that succeeds: %v", err)
+	}
+}
