@@ -35,7 +35,7 @@
 //	go c.Run(ctx) // owned and waited for by the caller
 //	toApp := apphealth.Require(c)(appTransport)
 //
-// What the sidecar does with a change (withdrawing its instance from
+// What the sidecar does with a change (marking its instance unhealthy in
 // discovery while the app is unhealthy) is up to the caller: it reads
 // Healthy after each signal on Changed. Everything here is safe for
 // concurrent use; a nil *Checker is an app without health checks, always

@@ -23,6 +23,9 @@ type Endpoint struct {
 	failedUntil atomic.Int64 // unix nanos; connect failures back it off
 	warm        atomic.Bool  // answered once: later answers are latency samples
 
+	// unhealthy: its app fails its health checks (Instance.Unhealthy).
+	unhealthy atomic.Bool
+
 	// Outlier detection (outlier.go).
 	fails        atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanos
@@ -37,6 +40,7 @@ type Endpoint struct {
 func newEndpoint(in Instance) *Endpoint {
 	e := &Endpoint{Addr: in.Address, id: in.ID()}
 	e.setWeight(in.Weight)
+	e.unhealthy.Store(in.Unhealthy)
 	return e
 }
 
@@ -194,12 +198,15 @@ func (r *RoundRobin) Pick(eps []*Endpoint, tried []*Endpoint, now int64) *Endpoi
 	return cands[weightedIndex(cands, r.next.Add(1)%total, -1)]
 }
 
-// candidates returns eps minus tried, preferring endpoints neither backed
-// off nor ejected; when every untried endpoint is, the candidate is the
-// least bad one, whose back-off or ejection ends first (it still beats
+// candidates returns eps minus tried, preferring endpoints neither
+// unhealthy, backed off nor ejected; when every untried endpoint is one of
+// those, the candidate is the least bad one, whose back-off or ejection
+// ends first (an unhealthy app's sidecar answers for it: that still beats
 // failing the call). It does not allocate when nothing is excluded.
 func candidates(eps []*Endpoint, tried []*Endpoint, now int64) []*Endpoint {
-	exclude := func(e *Endpoint) bool { return slices.Contains(tried, e) || e.backedOff(now) || e.ejected(now) }
+	exclude := func(e *Endpoint) bool {
+		return slices.Contains(tried, e) || e.unhealthy.Load() || e.backedOff(now) || e.ejected(now)
+	}
 	n := 0
 	for _, e := range eps {
 		if !exclude(e) {

@@ -154,3 +154,33 @@ func TestResolverUpdatesWeight(t *testing.T) {
 		t.Errorf("after refresh: same endpoint %v, weight %d", eps[0] == ep, ep.weight.Load())
 	}
 }
+
+// TestUnhealthyPickedLast: an instance whose app fails its health checks
+// gets no calls while a healthy one is left, and gets them when none is
+// (its sidecar then answers for the app), by both balancers.
+func TestUnhealthyPickedLast(t *testing.T) {
+	now := time.Now().UnixNano()
+	for _, bal := range []Balancer{P2C{}, &RoundRobin{}} {
+		es := eps("a", "b", "c")
+		es[0].unhealthy.Store(true)
+		es[2].unhealthy.Store(true)
+		for range 50 {
+			if got := bal.Pick(es, nil, now); got != es[1] {
+				t.Fatalf("%T picked %s, want the healthy b", bal, got.Addr)
+			}
+		}
+		es[1].unhealthy.Store(true)
+		seen := map[string]bool{}
+		for range 50 {
+			if got := bal.Pick(es, nil, now); got != nil {
+				seen[got.Addr] = true
+			}
+		}
+		if len(seen) == 0 {
+			t.Errorf("%T: no instance picked when all are unhealthy, want one (its sidecar answers)", bal)
+		}
+		if got := bal.Pick(es, es, now); got != nil {
+			t.Errorf("%T picked %s after every instance was tried", bal, got.Addr)
+		}
+	}
+}

@@ -44,6 +44,11 @@ type Instance struct {
 	// informational (metadata); no balancer prefers a locality yet.
 	Weight   uint32   `json:"weight,omitempty"`
 	Locality Locality `json:"locality,omitzero"`
+	// Unhealthy marks an instance whose app fails its health checks
+	// (--enable-app-health-check): balancers pick it only when no healthy
+	// instance is left, as Envoy's panic mode does, so a call still gets
+	// its sidecar's own answer ("app is not in a healthy state").
+	Unhealthy bool `json:"unhealthy,omitempty"`
 }
 
 // Locality is where an instance runs (xDS core.v3.Locality).

@@ -210,6 +210,7 @@ func (r *Resolver) refresh(st *nameState) error {
 		i := slices.IndexFunc(old, func(e *Endpoint) bool { return e.Addr == in.Address && e.id == in.ID() })
 		if i >= 0 {
 			old[i].setWeight(in.Weight) // a new weight keeps the endpoint's statistics
+			old[i].unhealthy.Store(in.Unhealthy)
 			next = append(next, old[i])
 			continue
 		}

@@ -52,49 +52,47 @@ func newAppHealth(opts Options, addr string, rt http.RoundTripper, reg prometheu
 	return apphealth.New(cfg, probe, m, log), nil
 }
 
-// advertise keeps this instance in the registry while the app is healthy
-// (--enable-app-health-check), beyond Dapr, so that callers pick healthy
-// instances: it renews lease (nil: not registered) every heartbeat,
-// releases it when the app turns unhealthy, registers again when it
-// recovers (a failed registration is retried every heartbeat), and
-// releases it when stop closes.
+// advertise keeps this instance's record in the registry, marked with the
+// app's health (--enable-app-health-check), beyond Dapr: callers pick an
+// unhealthy instance only when no healthy one is left, and then get Dapr's
+// "app is not in a healthy state" from this sidecar rather than no
+// instance at all. It renews lease every heartbeat, writes the record
+// again whenever the app's health changes (a failed write is retried
+// every heartbeat), and releases it when stop closes.
 func (s *Sidecar) advertise(in discovery.Instance, lease *discovery.Lease, stop <-chan struct{}) {
 	t := time.NewTicker(discovery.HeartbeatInterval)
 	defer t.Stop()
 	follow := func() {
-		switch healthy := s.health.Healthy(); {
-		case healthy && lease == nil:
-			l, err := s.registry.Register(in)
-			if err != nil {
-				s.log.Warn("register failed; retrying", "err", err)
-				return
-			}
-			lease = l
-			s.log.Info("instance advertised: app healthy")
-		case !healthy && lease != nil:
-			if err := lease.Release(); err != nil {
-				s.log.Warn("deregister failed", "err", err)
-			}
-			lease = nil
-			s.log.Warn("instance withdrawn from discovery: app unhealthy")
+		unhealthy := !s.health.Healthy()
+		if unhealthy == in.Unhealthy {
+			return
+		}
+		in.Unhealthy = unhealthy
+		l, err := s.registry.Register(in)
+		if err != nil {
+			in.Unhealthy = !unhealthy // try again at the next heartbeat
+			s.log.Warn("registry update failed; retrying", "err", err)
+			return
+		}
+		lease = l
+		if unhealthy {
+			s.log.Warn("instance marked unhealthy in discovery: callers prefer other instances")
+		} else {
+			s.log.Info("instance marked healthy in discovery")
 		}
 	}
 	for {
 		select {
 		case <-stop:
-			if lease != nil {
-				if err := lease.Release(); err != nil {
-					s.log.Warn("deregister failed", "err", err)
-				}
+			if err := lease.Release(); err != nil {
+				s.log.Warn("deregister failed", "err", err)
 			}
 			return
 		case <-s.health.Changed():
 			follow()
 		case <-t.C:
-			if lease != nil {
-				if err := lease.Renew(); err != nil {
-					s.log.Warn("registry renew failed", "err", err)
-				}
+			if err := lease.Renew(); err != nil {
+				s.log.Warn("registry renew failed", "err", err)
 			}
 			follow()
 		}

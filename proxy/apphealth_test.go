@@ -44,12 +44,15 @@ func newToggledApp(t *testing.T) *toggledApp {
 	return a
 }
 
-// fakeRegistrar records registrations and releases of its leases.
+// fakeRegistrar records registrations (and whether the last one said the
+// app was unhealthy) and releases of its leases.
 type fakeRegistrar struct {
 	registered, released atomic.Int64
+	unhealthy            atomic.Bool
 }
 
-func (f *fakeRegistrar) Register(discovery.Instance) (*discovery.Lease, error) {
+func (f *fakeRegistrar) Register(in discovery.Instance) (*discovery.Lease, error) {
+	f.unhealthy.Store(in.Unhealthy)
 	f.registered.Add(1)
 	return discovery.NewLease(func() error { return nil }, func() error { f.released.Add(1); return nil }), nil
 }
@@ -150,8 +153,9 @@ func metadataHealth(t *testing.T, s *Sidecar) appHealthStatus {
 	return *md.AppConnection.Health
 }
 
-// TestAdvertiseFollowsHealth: the instance is released when the app turns
-// unhealthy, registered again when it recovers, and released on stop.
+// TestAdvertiseFollowsHealth: the instance's record says unhealthy when
+// the app turns unhealthy (it stays listed: callers pick it last), healthy
+// again when it recovers, and is released on stop.
 func TestAdvertiseFollowsHealth(t *testing.T) {
 	app := newToggledApp(t)
 	reg := &fakeRegistrar{}
@@ -173,13 +177,22 @@ func TestAdvertiseFollowsHealth(t *testing.T) {
 		}
 	}
 	app.sick.Store(true)
-	waitCount("releases after the app turned unhealthy", &reg.released, 1)
+	waitCount("registrations after the app turned unhealthy", &reg.registered, 2)
+	if !reg.unhealthy.Load() {
+		t.Error("the record written when the app turned unhealthy does not say so")
+	}
 	app.sick.Store(false)
-	waitCount("registrations after it recovered", &reg.registered, 2)
+	waitCount("registrations after it recovered", &reg.registered, 3)
+	if reg.unhealthy.Load() {
+		t.Error("the record written when the app recovered still says unhealthy")
+	}
+	if n := reg.released.Load(); n != 0 {
+		t.Errorf("releases while running = %d, want 0: the instance stays listed", n)
+	}
 	close(stop)
 	wg.Wait()
-	if n := reg.released.Load(); n != 2 {
-		t.Errorf("releases after stop = %d, want 2", n)
+	if n := reg.released.Load(); n != 1 {
+		t.Errorf("releases after stop = %d, want 1", n)
 	}
 }
 

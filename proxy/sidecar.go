@@ -61,7 +61,8 @@ type Options struct {
 	// AppHealth turns on app health checks (--enable-app-health-check)
 	// with these settings, zero fields meaning their defaults; nil: none,
 	// the app counts as healthy. While the app is unhealthy calls to it
-	// fail and the instance is withdrawn from discovery (apphealth.go).
+	// fail and the instance is marked unhealthy in discovery, so callers
+	// pick it last (apphealth.go).
 	AppHealth *apphealth.Config
 	// MaxReplayBody is the largest fixed-length request body kept to be
 	// sent again on a retry (0: resiliency.DefaultMaxReplayBody; negative:
@@ -547,7 +548,7 @@ func peerConnTransport(c net.Conn, plain string) string {
 // ready. The lease goroutine is owned by wg and ends when stop closes.
 // With app health checks, probes start once the port is reachable (they
 // run until bg ends) and the first verdict is awaited: the instance is
-// registered only while the app is healthy (advertise).
+// registered with it, and its record follows the app's health (advertise).
 func (s *Sidecar) becomeReady(ctx, bg context.Context, wg *sync.WaitGroup, stop chan struct{}) error {
 	if s.opts.AppPort > 0 {
 		if err := waitForPort(ctx, s.appAddr); err != nil {
@@ -579,12 +580,10 @@ func (s *Sidecar) becomeReady(ctx, bg context.Context, wg *sync.WaitGroup, stop 
 		AppPort:     s.opts.AppPort,
 		Started:     time.Now(),
 	}
-	var lease *discovery.Lease
-	if s.health.Healthy() { // no checks: always
-		var err error
-		if lease, err = s.registry.Register(in); err != nil {
-			return err
-		}
+	in.Unhealthy = !s.health.Healthy() // no checks: healthy
+	lease, err := s.registry.Register(in)
+	if err != nil {
+		return err
 	}
 	if s.health == nil {
 		wg.Go(func() { lease.KeepAlive(stop, s.log) })

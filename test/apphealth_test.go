@@ -154,11 +154,13 @@ func TestAppHealthRefusesCalls(t *testing.T) {
 	resp, b := call(c)
 	check("self-invocation", resp, b)
 
-	// Withdrawn from discovery: callers find no instance.
-	waitFor(t, 5*time.Second, "app-c withdrawn from discovery", func() bool {
-		resp, b := call(a)
-		return resp.StatusCode == http.StatusInternalServerError && decodeError(t, resp, b).reason() == "APP_NOT_FOUND"
-	})
+	// Still listed, marked unhealthy: with no healthy instance left the
+	// caller still reaches app-c's sidecar, whose answer is Dapr's.
+	resp, b = call(a)
+	check("a new call through the mesh", resp, b)
+	if _, b := do(t, newRequest(t, http.MethodGet, appURL(cPort, "/count?key=y"), nil)); string(b) != "0" {
+		t.Errorf("the unhealthy app was called (%s times)", b)
+	}
 
 	setAppHealth(t, cPort, true)
 	waitAppHealth(t, c, "healthy")
@@ -189,7 +191,7 @@ func TestAppHealthRefusesCalls(t *testing.T) {
 
 // TestAppHealthDiscovery: with two instances of app-b, calls go to both
 // while both are healthy, only to the healthy one once the other's app
-// fails its probes (its sidecar leaves discovery; outlier detection is
+// fails its probes (its sidecar marks it unhealthy in discovery; outlier detection is
 // off on the caller, so discovery alone does it), and to both again after
 // it recovers.
 func TestAppHealthDiscovery(t *testing.T) {

@@ -148,8 +148,12 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	id := regID(in)
 	s.mu.Lock()
 	old := s.regs[id]
+	health := corev3.HealthStatus_HEALTHY
+	if in.Unhealthy { // its app fails its health checks: EDS says so
+		health = corev3.HealthStatus_UNHEALTHY
+	}
 	s.regs[id] = &registration{key: k, expires: time.Now().Add(s.opts.LeaseTTL), inst: instance{
-		addr: ap, id: in.ID(), health: corev3.HealthStatus_HEALTHY,
+		addr: ap, id: in.ID(), health: health,
 	}}
 	if _, ok := s.nodes[k.nodeID()]; !ok {
 		s.nodes[k.nodeID()] = k
