@@ -246,3 +246,50 @@ func TestDaprGRPCAPIToken(t *testing.T) {
 		t.Errorf("the app got dapr-api-token %q; the caller's token must go no further", v)
 	}
 }
+
+// TestDaprGRPCCalleeRefusal: a refusal by the callee's sidecar (access
+// control) reaches an InvokeService caller as Dapr gives it, Internal
+// wrapping PermissionDenied, with the same ErrorInfo reason as over HTTP.
+func TestDaprGRPCCalleeRefusal(t *testing.T) {
+	m := newMesh(t)
+	cfg := writeFile(t, t.TempDir(), "callee.yaml", `apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: callee
+spec:
+  accessControl:
+    defaultAction: deny
+    trustDomain: public
+    policies:
+    - appId: app-a
+      defaultAction: deny
+      trustDomain: public
+      namespace: default
+      operations:
+      - name: /open
+        httpVerb: ['*']
+        action: allow
+`)
+	portB, _ := m.app("b")
+	m.sidecar("app-b", portB, "--config", cfg)
+	a := m.sidecar("app-a", 0)
+	client, _ := rawDapr(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	invoke := func(method string) error {
+		_, err := client.InvokeService(ctx, &runtimev1.InvokeServiceRequest{Id: "app-b", Message: &commonv1.InvokeRequest{
+			Method: method, HttpExtension: &commonv1.HTTPExtension{Verb: commonv1.HTTPExtension_GET},
+		}})
+		return err
+	}
+	if err := invoke("open"); err != nil {
+		t.Fatalf("allowed method: %v", err)
+	}
+	st, info := statusOf(t, invoke("closed"))
+	if st.Code() != codes.Internal || !strings.HasPrefix(st.Message(), "failed to invoke, id: app-b, err: rpc error: code = PermissionDenied desc = ") {
+		t.Errorf("denied: %v %q, want Internal wrapping PermissionDenied, as Dapr", st.Code(), st.Message())
+	}
+	if info == nil || info.Reason != "ACCESS_DENIED" || info.Domain != "skein" {
+		t.Errorf("denied: ErrorInfo %v, want Skein's ACCESS_DENIED, as over HTTP", info)
+	}
+}

@@ -114,3 +114,30 @@ func TestHeaderConversions(t *testing.T) {
 		}
 	}
 }
+
+// TestCalleeSidecarError: only Skein's own error envelope is taken for a
+// callee sidecar's failure; an app's JSON error is the app's answer.
+func TestCalleeSidecarError(t *testing.T) {
+	h := http.Header{"Content-Type": {"application/json"}}
+	skein := `{"errorCode":"ERR_DIRECT_INVOKE","message":"failed to invoke, id: b, err: x","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"ACCESS_DENIED","domain":"skein","metadata":{"appID":"b"}}]}`
+	e, ok := calleeSidecarError(403, h, []byte(skein))
+	if !ok || e.Reason != "ACCESS_DENIED" || e.HTTPStatus != 403 || e.Metadata["appID"] != "b" {
+		t.Errorf("Skein's envelope: %+v, %v", e, ok)
+	}
+	for name, tc := range map[string]struct {
+		code int
+		ct   string
+		body string
+	}{
+		"app JSON":       {500, "application/json", `{"errorCode":"E","message":"m"}`},
+		"other domain":   {500, "application/json", strings.Replace(skein, `"skein"`, `"dapr.io"`, 1)},
+		"2xx":            {200, "application/json", skein},
+		"not JSON":       {500, "text/plain", skein},
+		"malformed JSON": {500, "application/json", skein[:40]},
+		"two ErrorInfos": {500, "application/json", strings.Replace(skein, `}]}`, `},{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"skein"}]}`, 1)},
+	} {
+		if _, ok := calleeSidecarError(tc.code, http.Header{"Content-Type": {tc.ct}}, []byte(tc.body)); ok {
+			t.Errorf("%s: taken for a sidecar's error", name)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,6 +49,11 @@ func (s *Server) invoke(ctx context.Context, in *runtimev1.InvokeServiceRequest)
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
+	}
+	if e, ok := calleeSidecarError(code, rec.header, rec.body.Bytes()); ok {
+		// A failure of the callee's sidecar (access control, its app
+		// channel): Dapr's code and the same reason as over HTTP.
+		return nil, sidecarStatus(e, false)
 	}
 	md := responseMetadata(rec.header)
 	md.Set(headerHTTPStatus, strconv.Itoa(code))
@@ -245,4 +251,31 @@ func peerAddr(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	return p.Addr.String(), true
+}
+
+// calleeSidecarError recognises an answer written by the callee's sidecar
+// rather than its app: a 4xx or 5xx carrying Skein's error envelope (Dapr's
+// errorCode, and an ErrorInfo of domain "skein"). The caller's own
+// failures reach InvokeService through ErrorSink; the callee's come back
+// as an HTTP answer, which only this buffered path reads.
+func calleeSidecarError(code int, h http.Header, body []byte) (SidecarError, bool) {
+	if code < 400 || !strings.HasPrefix(h.Get("Content-Type"), "application/json") || len(body) > 64<<10 {
+		return SidecarError{}, false
+	}
+	var env struct {
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+		Details   []struct {
+			Type     string            `json:"@type"`
+			Reason   string            `json:"reason"`
+			Domain   string            `json:"domain"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"details"`
+	}
+	if json.Unmarshal(body, &env) != nil || env.ErrorCode == "" || len(env.Details) != 1 ||
+		env.Details[0].Domain != "skein" || env.Details[0].Type != "type.googleapis.com/google.rpc.ErrorInfo" {
+		return SidecarError{}, false
+	}
+	d := env.Details[0]
+	return SidecarError{HTTPStatus: code, ErrorCode: env.ErrorCode, Message: env.Message, Reason: d.Reason, Domain: d.Domain, Metadata: d.Metadata}, true
 }
