@@ -25,7 +25,7 @@ const (
 	sentParent = "00-" + sentTrace + "-" + sentSpan + "-01"
 )
 
-var traceparentRE = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$`)
+var traceparentRE = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[0-3])$`)
 
 // newTestTracing is a Tracing whose spans a SpanRecorder (the SDK's own)
 // sees, with no exporter.
