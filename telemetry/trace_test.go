@@ -25,6 +25,8 @@ const (
 	sentParent = "00-" + sentTrace + "-" + sentSpan + "-01"
 )
 
+// traceparentRE matches a version-00 traceparent; the flags the sidecar
+// keeps are sampled (01) and W3C level 2's random (02), as OTel does.
 var traceparentRE = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[0-3])$`)
 
 // newTestTracing is a Tracing whose spans a SpanRecorder (the SDK's own)
