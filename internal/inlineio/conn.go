@@ -127,7 +127,8 @@ func (c *Conn) write(fd uintptr) bool {
 // own errors (deadline, closed) come as "raw-read"/"raw-write".
 func opError(c *Conn, op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
-		err = oe.Err
+		oe.Op = op // the RawConn's own, fresh for this error: one allocation, as net's
+		return oe
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
