@@ -72,6 +72,7 @@ func (s *Sidecar) buildChains() {
 		recovery.RoundTripper(panicLayerPeerAttempt, panics, s.log),
 		s.attemptMetrics,
 		s.access.TryTiming,
+		handOver, // innermost: a WebSocket's 101 connection goes to the forwarder
 	)
 	// Remote sidecar → this sidecar → app: first what every connection and
 	// request gets, then the call's own steps, then the forwarder to the app.

@@ -252,7 +252,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	}
 	bufs := &bufferPool{}
 	s.remote = &forwarder{rewrite: s.rewriteRemote, onError: s.proxyError, bufs: bufs, tunnels: &s.tunnels}
-	s.external = &forwarder{rewrite: s.rewriteExternal, onError: s.proxyError, bufs: bufs}
+	s.external = &forwarder{rewrite: s.rewriteExternal, onError: s.proxyError, bufs: bufs, tunnels: &s.tunnels}
 	s.externalRT = newExternalTransports()
 	s.local = &forwarder{rewrite: s.rewriteLocal, onError: s.proxyError, bufs: bufs, tunnels: &s.tunnels}
 	s.buildChains()

@@ -232,6 +232,10 @@ spec:
 		}
 	})
 
+	t.Run("WebSocket to a URL target", func(t *testing.T) {
+		wsEcho(t, wsDial(t, wsURL(a.url("/v1.0/invoke/"+url.QueryEscape(ext)+"/method/ws")), nil))
+	})
+
 	t.Run("metadata lists the endpoints", func(t *testing.T) {
 		resp, body := do(t, newRequest(t, http.MethodGet, a.url("/v1.0/metadata"), nil))
 		var md struct {
