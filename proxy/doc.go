@@ -15,11 +15,22 @@
 //	    forwarder → resolveRoute (the call's *Route, once), call metrics,
 //	    xDS call caps, retry, breaker, per-try timeout, recovery, attempt
 //	    metrics, pick an instance, try timing → peer transport
-//	inbound (peer port): recovery, SERVER span, peer identity, access log,
-//	    inboundCall (authority, app channel, normalised method and verb),
-//	    authorizeCall, callerBody, callerDeadline → forwarder → recovery,
-//	    app-channel errors, concurrency limit, app timing, app metrics →
-//	    app transport
+//	inbound (peer port): recovery, gRPC errors, SERVER span, peer
+//	    identity, access log, inboundCall (authority, app channel,
+//	    normalised method and verb), authorizeCall, callerBody,
+//	    callerDeadline → forwarder → recovery, app-channel errors,
+//	    concurrency limit, app health, app timing, app metrics → app
+//	    transport
+//	external (a URL or HTTPEndpoint target, external.go): serveAPI →
+//	    forwarder → resolveRoute, call metrics, retry, breaker, timeout,
+//	    recovery, attempt metrics, try timing → the endpoint's transport
+//
+// The gRPC port (package proxy/daprgrpc) serves Dapr's gRPC API, whose
+// InvokeService runs through the outbound chain above as the HTTP
+// invocation Dapr makes of it, and Dapr's proxy mode, where a call with
+// dapr-app-id metadata goes through the same chain as it is (HTTP/2 between
+// the sidecars). A gRPC app (--app-protocol grpc) gets HTTP invocations as
+// AppCallback/OnInvoke (daprgrpc.AppTransport).
 //
 // A call's facts are decided once: the target and method when the
 // invocation is parsed, the snapshot when the call starts, and its Route
