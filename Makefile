@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./resiliency
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitH2C$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) ./proxy/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME) ./inject
 
 # bench runs the data-path benchmark (test/bench/run.sh; knobs and meaning in
 # docs/performance.md, e.g. make bench RUNS=5 SCENARIOS="direct haproxy

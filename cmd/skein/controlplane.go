@@ -48,6 +48,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long a registration lives without a heartbeat")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
+	wh := addWebhookFlags(fs) // the sidecar injection webhook (webhook.go)
 	if err := fs.Parse(args); err != nil {
 		return flagError(fs, "control-plane", err, stdout, stderr)
 	}
@@ -68,6 +69,9 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	if svidTTL < time.Second || leaseTTL < time.Second {
 		errs = append(errs, errors.New("--svid-ttl and --lease-ttl: at least 1s"))
+	}
+	if err := wh.check(); err != nil {
+		errs = append(errs, err)
 	}
 	all := append([]string(nil), tokens...)
 	for t := range strings.SplitSeq(os.Getenv("SKEIN_JOIN_TOKENS"), ",") {
@@ -109,7 +113,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := srv.Serve(ctx, ln); err != nil {
+	if err := wh.serveWith(ctx, log, func(ctx context.Context) error { return srv.Serve(ctx, ln) }); err != nil {
 		log.Error("control plane failed", "err", err)
 		return 1
 	}

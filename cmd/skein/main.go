@@ -15,6 +15,7 @@ Usage:
   skein ca init|show|rotate       manage the embedded trust domain under $SKEIN_HOME/ca
   skein policy explain|lint       explain an access decision, or lint a policy, offline
   skein control-plane [flags]     run the reference xDS control plane, registry and CA
+  skein inject -f FILE|-          add the sidecar to the Dapr-annotated pods of a manifest
   skein version                   print the version
 
 Run "skein <command> -h" for a command's flags.
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCA(args[1:], stdout, stderr)
 	case "control-plane":
 		return cmdControlPlane(args[1:], stdout, stderr)
+	case "inject":
+		return cmdInject(args[1:], os.Stdin, stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
 	case "demo-app":
@@ -51,6 +54,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca, policy, control-plane or version)\n", args[0])
+	fmt.Fprintf(stderr, "skein: unknown command %q (want sidecar, run, demo, ca, policy, control-plane, inject or version)\n", args[0])
 	return 2
 }
