@@ -30,6 +30,7 @@ const (
 	HTTPPort           = 3500
 	GRPCPort           = 50001
 	InternalPort       = 50002
+	PublicPort         = 3501 // health only, for the kubelet's probes (daprd's public port)
 	DefaultMetricsPort = 9090
 )
 

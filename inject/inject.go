@@ -146,9 +146,6 @@ func (in *Injector) Plan(meta *metav1.ObjectMeta, spec *corev1.PodSpec, owner st
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: Configuration %q is served by the control plane, and there is none", AnnotationConfig, cfg.configName))
 		}
 	}
-	if !cfg.enableMetrics {
-		p.Warnings = append(p.Warnings, AnnotationEnableMetrics+": false: the sidecar has no liveness or readiness probe (they use the metrics port)")
-	}
 	p.sidecar = in.container(cfg)
 	p.volumes = []corev1.Volume{{
 		Name: homeVolume,
@@ -223,6 +220,8 @@ func (in *Injector) container(c *sidecarConfig) corev1.Container {
 		"--app-protocol", c.appProtocol,
 		"--dapr-http-port", strconv.Itoa(HTTPPort),
 		"--dapr-grpc-port", strconv.Itoa(GRPCPort),
+		// Health only, on the pod's IP, for the kubelet's probes.
+		"--dapr-public-port", strconv.Itoa(PublicPort),
 		// Other pods' sidecars call this one on the pod's IP.
 		"--dapr-internal-grpc-port", strconv.Itoa(InternalPort),
 		"--dapr-internal-grpc-listen-address", "0.0.0.0",
@@ -314,24 +313,20 @@ func (in *Injector) container(c *sidecarConfig) corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: c.seccomp},
 		},
 	}
-	if c.enableMetrics {
-		ctr.LivenessProbe = probe(c.liveness)
-		ctr.ReadinessProbe = probe(c.readiness)
-	}
+	ctr.LivenessProbe = probe(c.liveness)
+	ctr.ReadinessProbe = probe(c.readiness)
 	return ctr
 }
 
-// probe is an HTTP GET of /v1.0/healthz on the metrics port, with Dapr's
-// timings. The sidecar's API port, where /v1.0/healthz answers for real,
-// listens on loopback, which the kubelet cannot reach; the metrics port
-// listens on the pod's IP and answers every path while the sidecar
-// serves. So the probe shows the sidecar is up and serving, not that it
-// is ready (docs/kubernetes.md, "Probes").
+// probe is an HTTP GET of /v1.0/healthz on the public port, with Dapr's
+// timings, as Dapr's injector probes daprd: the sidecar's readiness (app
+// port reachable, registered), on the pod's IP, where the API port (on
+// loopback) cannot be reached and must not be exposed.
 func probe(s probeSettings) *corev1.Probe {
 	return &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 			Path: "/v1.0/healthz",
-			Port: intstr.FromString("dapr-metrics"),
+			Port: intstr.FromInt32(PublicPort),
 		}},
 		InitialDelaySeconds: s.delay,
 		TimeoutSeconds:      s.timeout,

@@ -181,8 +181,8 @@ func TestAnnotationsShapeTheContainer(t *testing.T) {
 		}},
 		{"probe defaults", nil, func(t *testing.T, c corev1.Container) {
 			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
-				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/v1.0/healthz" || p.HTTPGet.Port.StrVal != "dapr-metrics" {
-					t.Fatalf("probe %+v: want GET /v1.0/healthz on dapr-metrics", p)
+				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/v1.0/healthz" || p.HTTPGet.Port.IntVal != PublicPort {
+					t.Fatalf("probe %+v: want GET /v1.0/healthz on the public port 3501", p)
 				}
 				if got := [4]int32{p.InitialDelaySeconds, p.TimeoutSeconds, p.PeriodSeconds, p.FailureThreshold}; got != [4]int32{3, 3, 6, 3} {
 					t.Errorf("probe timings %v, want Dapr's [3 3 6 3]", got)
@@ -199,7 +199,7 @@ func TestAnnotationsShapeTheContainer(t *testing.T) {
 				t.Errorf("readiness %v", got)
 			}
 		}},
-		{"metrics port names the probe port", map[string]string{AnnotationMetricsPort: "9123"}, func(t *testing.T, c corev1.Container) {
+		{"metrics port", map[string]string{AnnotationMetricsPort: "9123"}, func(t *testing.T, c corev1.Container) {
 			want := []corev1.ContainerPort{
 				{Name: "dapr-http", ContainerPort: 3500, Protocol: corev1.ProtocolTCP},
 				{Name: "dapr-grpc", ContainerPort: 50001, Protocol: corev1.ProtocolTCP},
@@ -210,9 +210,12 @@ func TestAnnotationsShapeTheContainer(t *testing.T) {
 				t.Errorf("ports (-want +got):\n%s", diff)
 			}
 		}},
-		{"no probes without metrics", map[string]string{AnnotationEnableMetrics: "off"}, func(t *testing.T, c corev1.Container) {
-			if c.LivenessProbe != nil || c.ReadinessProbe != nil {
-				t.Errorf("probes %v %v, want none", c.LivenessProbe, c.ReadinessProbe)
+		{"probes without metrics too", map[string]string{AnnotationEnableMetrics: "off"}, func(t *testing.T, c corev1.Container) {
+			if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+				t.Errorf("probes %v %v, want both: they use the public port", c.LivenessProbe, c.ReadinessProbe)
+			}
+			if !slices.Contains(c.Args, "--dapr-public-port") {
+				t.Errorf("args %v without --dapr-public-port", c.Args)
 			}
 		}},
 		{"base environment", nil, func(t *testing.T, c corev1.Container) {

@@ -375,6 +375,23 @@ func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	writeInvokeError(w, id, err)
 }
 
+// servePublic serves the public port (--dapr-public-port): the health
+// endpoints and nothing else, whoever asks.
+func (s *Sidecar) servePublic(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch r.URL.Path {
+	case pathHealthz:
+		s.serveHealthz(w, r)
+	case pathHealthzOutbound:
+		s.serveOutbound(w)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
 func (s *Sidecar) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	if id := r.URL.Query().Get("appid"); id != "" && id != s.opts.AppID {
 		writeError(w, http.StatusInternalServerError, codeAppIDMismatch, "dapr app-id does not match", ReasonNotReady, nil)

@@ -54,8 +54,12 @@ type Options struct {
 	InternalListenAddr string
 	MetricsPort        int
 	MetricsListenAddr  string
-	EnableMetrics      bool
-	MaxBodySize        int64 // 0: unlimited
+	// PublicPort serves only the health endpoints, for probes from outside
+	// the host (the kubelet), as daprd's --dapr-public-port; 0: none.
+	PublicPort       int
+	PublicListenAddr string // "": every interface
+	EnableMetrics    bool
+	MaxBodySize      int64 // 0: unlimited
 	// AccessLog, when set, receives one JSON line per call (--access-log).
 	AccessLog io.Writer
 	// AppHealth turns on app health checks (--enable-app-health-check)
@@ -149,6 +153,8 @@ type Sidecar struct {
 	peerLn, metricsLn     net.Listener
 	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
 	apiSrv, peerSrv, mSrv *http.Server
+	publicLn              net.Listener // --dapr-public-port; nil: none
+	publicSrv             *http.Server
 	apiH2Srv              *http.Server // h2c on the API port (apiserver.go)
 
 	ready         atomic.Bool
@@ -369,11 +375,18 @@ func (s *Sidecar) Listen() error {
 			return fmt.Errorf("listen metrics port: %w", err)
 		}
 	}
+	if s.opts.PublicPort > 0 {
+		s.publicLn, err = net.Listen("tcp", net.JoinHostPort(s.opts.PublicListenAddr, strconv.Itoa(s.opts.PublicPort)))
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen public port: %w", err)
+		}
+	}
 	return nil
 }
 
 func (s *Sidecar) closeListeners() {
-	for _, ln := range append(append(s.apiLns, s.grpcLns...), s.peerLn, s.metricsLn) {
+	for _, ln := range append(append(s.apiLns, s.grpcLns...), s.peerLn, s.metricsLn, s.publicLn) {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -423,7 +436,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 2*len(s.apiLns)+len(s.grpcLns)+2)
+	errc := make(chan error, 2*len(s.apiLns)+len(s.grpcLns)+3)
 	serve := func(srv *http.Server, ln net.Listener) {
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -451,6 +464,11 @@ func (s *Sidecar) Run(ctx context.Context) error {
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		serve(s.mSrv, s.metricsLn)
+	}
+	if s.publicLn != nil {
+		// Health only: the kubelet's probes, never an invocation.
+		s.publicSrv = &http.Server{Handler: http.HandlerFunc(s.servePublic), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+		serve(s.publicSrv, s.publicLn)
 	}
 	var h3srv *http3.Server
 	if s.peerUDP != nil {
@@ -496,7 +514,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.GracePeriod)
 	defer cancel()
 	var shut sync.WaitGroup
-	for _, srv := range []*http.Server{s.apiSrv, s.apiH2Srv, s.peerSrv, s.mSrv} {
+	for _, srv := range []*http.Server{s.apiSrv, s.apiH2Srv, s.peerSrv, s.mSrv, s.publicSrv} {
 		if srv != nil {
 			shut.Go(func() {
 				if err := srv.Shutdown(sctx); err != nil {

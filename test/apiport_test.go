@@ -306,3 +306,33 @@ func TestAPISlowHeaders(t *testing.T) {
 		t.Fatal("a sidecar exited")
 	}
 }
+
+// TestPublicPort: --dapr-public-port serves the health endpoints for probes
+// from outside the host and nothing else: no invocation, no metadata.
+func TestPublicPort(t *testing.T) {
+	m := newMesh(t)
+	port, _ := m.app("b")
+	m.sidecar("app-b", port)
+	pub := freePort(t)
+	a := m.sidecar("app-a", 0, "--dapr-public-port", strconv.Itoa(pub), "--dapr-public-listen-address", "127.0.0.1")
+	url := func(path string) string { return "http://127.0.0.1:" + strconv.Itoa(pub) + path }
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/v1.0/healthz", http.StatusNoContent},
+		{http.MethodGet, "/v1.0/healthz/outbound", http.StatusNoContent},
+		{http.MethodGet, "/v1.0/invoke/app-b/method/x", http.StatusNotFound},
+		{http.MethodGet, "/v1.0/metadata", http.StatusNotFound},
+		{http.MethodPost, "/v1.0/healthz", http.StatusMethodNotAllowed},
+	} {
+		resp, body := do(t, newRequest(t, tc.method, url(tc.path), nil))
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s on the public port: %d %s, want %d", tc.method, tc.path, resp.StatusCode, body, tc.want)
+		}
+	}
+	// The API port still invokes.
+	if resp, body := do(t, newRequest(t, http.MethodGet, a.invokeURL("app-b", "x"), nil)); resp.StatusCode != http.StatusOK {
+		t.Errorf("invoke on the API port: %d %s", resp.StatusCode, body)
+	}
+}

@@ -220,16 +220,17 @@ func TestWebhookInjectedSidecarRuns(t *testing.T) {
 	}
 	// A shared test machine: the fixed ports and the pod-wide addresses are
 	// rebound to free loopback ones (a later flag wins).
-	httpPort, metricsPort := freePort(t), freePort(t)
+	httpPort, publicPort := freePort(t), freePort(t)
 	args := append(append([]string(nil), daprd.Args...),
 		"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(freePort(t)),
 		"--dapr-internal-grpc-port", strconv.Itoa(freePort(t)), "--dapr-internal-grpc-listen-address", "127.0.0.1",
-		"--metrics-port", strconv.Itoa(metricsPort), "--metrics-listen-address", "127.0.0.1")
+		"--metrics-port", strconv.Itoa(freePort(t)), "--metrics-listen-address", "127.0.0.1",
+		"--dapr-public-port", strconv.Itoa(publicPort), "--dapr-public-listen-address", "127.0.0.1")
 	sc := m.start("injected sidecar", bin.skein, env, args...)
 
 	probe := daprd.ReadinessProbe.HTTPGet
-	if probe == nil || probe.Port.StrVal != "dapr-metrics" {
-		t.Fatalf("readiness probe %+v: want an HTTP GET on dapr-metrics", daprd.ReadinessProbe)
+	if probe == nil || probe.Port.IntVal != 3501 {
+		t.Fatalf("readiness probe %+v: want an HTTP GET on the public port 3501", daprd.ReadinessProbe)
 	}
 	waitFor(t, 20*time.Second, "the injected sidecar ready and its probe passing", func() bool {
 		if sc.exited() {
@@ -240,12 +241,12 @@ func TestWebhookInjectedSidecarRuns(t *testing.T) {
 			return false
 		}
 		ready.Body.Close()
-		probed, err := http.Get("http://127.0.0.1:" + strconv.Itoa(metricsPort) + probe.Path)
+		probed, err := http.Get("http://127.0.0.1:" + strconv.Itoa(publicPort) + probe.Path)
 		if err != nil {
 			return false
 		}
 		probed.Body.Close()
-		return ready.StatusCode == http.StatusNoContent && probed.StatusCode == http.StatusOK
+		return ready.StatusCode == http.StatusNoContent && probed.StatusCode == http.StatusNoContent
 	})
 	if out := sc.out.String(); !strings.Contains(out, "sidecar ready") {
 		t.Errorf("sidecar output lacks its readiness:\n%s", out)

@@ -28,6 +28,8 @@ type sidecarFlags struct {
 	listenAddresses                       string
 	metricsPort                           int
 	metricsListenAddr                     string
+	publicPort                            int
+	publicListenAddr                      string
 	enableMetrics                         bool
 	config                                string
 	resourcesPaths                        stringList
@@ -80,6 +82,8 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.listenAddresses, "dapr-listen-addresses", "127.0.0.1", "comma-separated addresses of the HTTP API")
 	fs.IntVar(&f.metricsPort, "metrics-port", defMetrics, "Prometheus metrics port (0: a free port)")
 	fs.StringVar(&f.metricsListenAddr, "metrics-listen-address", "127.0.0.1", "address of the metrics port")
+	fs.IntVar(&f.publicPort, "dapr-public-port", 0, "port serving only /v1.0/healthz and /v1.0/healthz/outbound, for probes (0: none)")
+	fs.StringVar(&f.publicListenAddr, "dapr-public-listen-address", "", "address of the public port (empty: every interface)")
 	fs.BoolVar(&f.enableMetrics, "enable-metrics", true, "serve Prometheus metrics")
 	fs.StringVar(&f.config, "config", "", "Dapr Configuration YAML file")
 	fs.Var(&f.resourcesPaths, "resources-path", "directory of resource YAML files (repeatable)")
@@ -125,7 +129,7 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		name string
 		v    int
 	}{{"app-port", f.appPort}, {"dapr-http-port", f.httpPort}, {"dapr-grpc-port", f.grpcPort},
-		{"dapr-internal-grpc-port", f.internalPort}, {"metrics-port", f.metricsPort}} {
+		{"dapr-internal-grpc-port", f.internalPort}, {"metrics-port", f.metricsPort}, {"dapr-public-port", f.publicPort}} {
 		if p.v < 0 || p.v > 65535 {
 			errs = append(errs, fmt.Errorf("--%s: %d is not a port", p.name, p.v))
 		}
@@ -229,6 +233,8 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		InternalListenAddr: f.internalListenAddr,
 		MetricsPort:        f.metricsPort,
 		MetricsListenAddr:  f.metricsListenAddr,
+		PublicPort:         f.publicPort,
+		PublicListenAddr:   f.publicListenAddr,
 		EnableMetrics:      f.enableMetrics,
 		MaxBodySize:        maxBody,
 		MaxHeaderBytes:     int(rbs),
