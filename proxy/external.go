@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -67,30 +66,7 @@ func newExternalTransports() *externalTransports {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &externalTransports{
 		plain: &h1.Transport{Dial: h1.DialTCP(d), IdleTimeout: externalIdleTimeout},
-		tls:   &h1.Transport{Dial: dialTLS(d, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}), IdleTimeout: externalIdleTimeout},
-	}
-}
-
-// dialTLS dials TLS with cfg, verifying the server's certificate for the
-// host dialled (an external service is known by its URL's host).
-func dialTLS(d *net.Dialer, cfg *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
-	dial := h1.DialTCP(d)
-	return func(ctx context.Context, addr string) (net.Conn, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, err
-		}
-		c, err := dial(ctx, addr)
-		if err != nil {
-			return nil, err
-		}
-		hc := cfg.Clone()
-		hc.ServerName = host
-		tc, err := h1.Handshake(ctx, c, hc)
-		if err != nil {
-			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
-		}
-		return tc, nil
+		tls:   &h1.Transport{Dial: h1.DialTLS(d, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}), IdleTimeout: externalIdleTimeout},
 	}
 }
 
@@ -284,7 +260,7 @@ func compileEndpoint(r *Resource) (*externalEndpoint, error) {
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if base.Scheme == "https" {
-		e.rt = &h1.Transport{Dial: dialTLS(d, cfg), IdleTimeout: externalIdleTimeout}
+		e.rt = &h1.Transport{Dial: h1.DialTLS(d, cfg), IdleTimeout: externalIdleTimeout}
 	} else {
 		e.rt = &h1.Transport{Dial: h1.DialTCP(d), IdleTimeout: externalIdleTimeout}
 	}

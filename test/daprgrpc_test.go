@@ -28,13 +28,20 @@ func (s *sidecar) grpcAddr() string { return "127.0.0.1:" + strconv.Itoa(s.grpc)
 // rawDapr is a plain grpc-go client of the sidecar's Dapr gRPC API, for
 // what the SDK hides (headers, verbs it does not send, other services).
 func rawDapr(t *testing.T, s *sidecar) (runtimev1.DaprClient, *grpc.ClientConn) {
+	conn := grpcConn(t, s)
+	return runtimev1.NewDaprClient(conn), conn
+}
+
+// grpcConn is a plain grpc-go connection to the sidecar's gRPC port,
+// closed at the end of the test.
+func grpcConn(t *testing.T, s *sidecar) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(s.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return runtimev1.NewDaprClient(conn), conn
+	return conn
 }
 
 func statusOf(t *testing.T, err error) (*status.Status, *errdetails.ErrorInfo) {

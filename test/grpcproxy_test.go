@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -53,11 +52,7 @@ func TestGRPCProxying(t *testing.T) {
 	m := newMesh(t)
 	g := m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "grpc")
 	a := m.sidecar("app-a", 0)
-	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, a)
 	tc := testgrpc.NewTestServiceClient(conn)
 	base, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -225,11 +220,7 @@ spec:
 	}
 	m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "h2c", "--config", cfg)
 	a := m.sidecar("app-a", 0)
-	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, a)
 	tc := testgrpc.NewTestServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -263,11 +254,7 @@ func TestGRPCProxyingSpans(t *testing.T) {
 	fast := []string{"OTEL_BSP_SCHEDULE_DELAY=200"}
 	m.sidecarEnv("app-g", m.grpcApp("g"), fast, "--app-protocol", "grpc", "--config", tracingConfig(t, "grpc", j.otlpGRPC, "5s"))
 	a := m.sidecarEnv("app-a", m.grpcApp("a"), fast, "--app-protocol", "grpc", "--config", tracingConfig(t, "http", j.otlpHTTP, "5s"))
-	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, a)
 	tc := testgrpc.NewTestServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -278,7 +265,7 @@ func TestGRPCProxyingSpans(t *testing.T) {
 	if _, err := tc.EmptyCall(ctx, &testgrpc.Empty{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such thing"}})
+	_, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such thing"}})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("app's NotFound: %v", err)
 	}
@@ -341,11 +328,7 @@ func TestGRPCProxyingStopsTheAppCall(t *testing.T) {
 	gPort, g := m.grpcAppProc("g")
 	m.sidecar("app-g", gPort, "--app-protocol", "grpc")
 	a := m.sidecar("app-a", 0)
-	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, a)
 	tc := testgrpc.NewTestServiceClient(conn)
 	base := metadata.AppendToOutgoingContext(context.Background(), "dapr-app-id", "app-g")
 	slow := &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 3_000_000}, {Size: 1, IntervalUs: 3_000_000}}}
@@ -405,11 +388,7 @@ spec:
 `)
 	m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "grpc")
 	a := m.sidecar("app-a", 0, "--resources-path", dir)
-	conn, err := grpc.NewClient(a.grpcAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, a)
 	tc := testgrpc.NewTestServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -418,7 +397,7 @@ spec:
 		return a.metric(t, "dapr_resiliency_activations_total", `policy="retry"`)
 	}
 	payload := &testgrpc.Payload{Body: bytes.Repeat([]byte{7}, 50_000)}
-	_, err = tc.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: payload, ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "busy"}})
+	_, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: payload, ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "busy"}})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "busy" {
 		t.Fatalf("always Unavailable: %v", err)
 	}

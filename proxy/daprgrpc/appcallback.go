@@ -141,7 +141,7 @@ func (t *AppTransport) onInvoke(r *http.Request) (*http.Response, error) {
 		ContentType:   r.Header.Get("Content-Type"),
 		HttpExtension: &commonv1.HTTPExtension{Verb: verb, Querystring: r.URL.RawQuery},
 	}
-	ctx := metadata.NewOutgoingContext(r.Context(), requestMetadata(r.Header))
+	ctx := metadata.NewOutgoingContext(r.Context(), headerMetadata(r.Header))
 	var hdr metadata.MD
 	start := time.Now()
 	out, err := runtimev1.NewAppCallbackClient(c).OnInvoke(ctx, in, grpc.Header(&hdr),
@@ -184,13 +184,6 @@ func response(r *http.Request, code int, h http.Header, body []byte) *http.Respo
 		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
 		Request: r,
 	}
-}
-
-// requestMetadata is an HTTP invocation's headers as gRPC metadata (contract
-// §1.6, HTTP caller → gRPC app): names lower-cased, HTTP's permanent headers
-// renamed dapr-<name>, hop-by-hop headers left out, *-bin values decoded.
-func requestMetadata(h http.Header) metadata.MD {
-	return responseMetadata(h) // the same rules, both directions (Dapr's InternalMetadataToGrpcMetadata)
 }
 
 // responseHeaders is OnInvoke's header metadata as HTTP headers: gRPC's own

@@ -99,7 +99,7 @@ func TestHeaderConversions(t *testing.T) {
 			t.Errorf("request header %s = %q, want %q", k, got, v)
 		}
 	}
-	md := responseMetadata(http.Header{
+	md := headerMetadata(http.Header{
 		"Content-Type": {"application/json"}, "Content-Length": {"12"}, "Date": {"now"},
 		"Connection": {"close"}, "X-Custom": {"a", "b"}, "Trace-Bin": {"aGk="},
 	})

@@ -40,7 +40,7 @@ func (s *Server) invoke(ctx context.Context, in *runtimev1.InvokeServiceRequest)
 	}
 	if st := rec.appStatus; st != nil {
 		// A gRPC app's own status, unchanged, with the app's headers.
-		_ = grpc.SetHeader(ctx, responseMetadata(rec.header))
+		_ = grpc.SetHeader(ctx, headerMetadata(rec.header))
 		return nil, status.ErrorProto(st)
 	}
 	if rec.tooLarge {
@@ -55,7 +55,7 @@ func (s *Server) invoke(ctx context.Context, in *runtimev1.InvokeServiceRequest)
 		// channel): Dapr's code and the same reason as over HTTP.
 		return nil, sidecarStatus(e, false)
 	}
-	md := responseMetadata(rec.header)
+	md := headerMetadata(rec.header)
 	md.Set(headerHTTPStatus, strconv.Itoa(code))
 	_ = grpc.SetHeader(ctx, md)
 	if err := httpStatusError(code, rec.body.String()); err != nil {
@@ -142,11 +142,13 @@ func requestHeaders(h http.Header, md metadata.MD) {
 	}
 }
 
-// responseMetadata turns the app's response headers into gRPC metadata as
-// Dapr does (InternalMetadataToGrpcMetadata): names lower-cased, HTTP's
-// permanent headers renamed dapr-<name>, hop-by-hop and framing headers
-// left out, *-bin values base64-decoded.
-func responseMetadata(h http.Header) metadata.MD {
+// headerMetadata turns HTTP headers into gRPC metadata as Dapr does, the
+// same both ways (InternalMetadataToGrpcMetadata): an app's response
+// headers for an InvokeService caller, an HTTP invocation's headers for a
+// gRPC app's OnInvoke. Names lower-cased, HTTP's permanent headers renamed
+// dapr-<name>, hop-by-hop and framing headers left out, *-bin values
+// base64-decoded.
+func headerMetadata(h http.Header) metadata.MD {
 	md := metadata.MD{}
 	for k, vs := range h {
 		if hopByHop(k) || k == "Content-Length" {

@@ -30,16 +30,25 @@ func DialTCP(d *net.Dialer) func(ctx context.Context, addr string) (net.Conn, er
 
 // DialTLS returns a Dial function for TLS with cfg over TCP with d,
 // reporting connect and handshake steps to the context's
-// httptrace.ClientTrace. A failed handshake is a *net.OpError with Op
-// "dial": nothing of the request was sent.
+// httptrace.ClientTrace. A cfg that verifies the server and names none is
+// given the dialled host, as net/http's Transport does, so one cfg serves
+// every host. A failed handshake is a *net.OpError with Op "dial":
+// nothing of the request was sent.
 func DialTLS(d *net.Dialer, cfg *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
 	dial := DialTCP(d)
+	byHost := cfg.ServerName == "" && !cfg.InsecureSkipVerify
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		c, err := dial(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		tc, err := Handshake(ctx, c, cfg)
+		hc := cfg
+		if byHost {
+			host, _, _ := net.SplitHostPort(addr)
+			hc = cfg.Clone()
+			hc.ServerName = host
+		}
+		tc, err := Handshake(ctx, c, hc)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
 		}
