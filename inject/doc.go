@@ -27,7 +27,7 @@
 //     name the document and the field (*FieldError).
 //   - Webhook: the mutating admission webhook, an http.Handler serving
 //     AdmissionReview v1; a Pod CREATE gets the JSON Patch, anything else
-//     is allowed unchanged. deploy/webhook.yaml registers it.
+//     is allowed unchanged. deploy/helm/skein registers it.
 //
 // Usage:
 //

@@ -17,7 +17,7 @@ import (
 )
 
 // webhookFlags are `skein control-plane`'s settings for the sidecar
-// injection webhook (inject.Webhook, deploy/webhook.yaml).
+// injection webhook (inject.Webhook, deploy/helm/skein).
 type webhookFlags struct {
 	listen, cert, key string
 	opts              inject.Options

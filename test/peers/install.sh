@@ -10,6 +10,7 @@
 # SPIRE v1.13.3 (spire-server, spire-agent): ~4 min download, ~7 min compile on a cold cache.
 # Jaeger v1.76.0 (cmd/jaeger, v2 all-in-one): ~2 min download, ~4 min compile on a cold cache.
 # h2spec v2.2.1 (HTTP/2 conformance, test/h2spec_test.go): ~5 s download, ~10 s compile.
+# Helm v4.3.2 (renders and lints deploy/helm/skein, test/helm_test.go): ~1 min download, ~3 min compile.
 # Prometheus + promtool: Debian's package (apt-get, ~15 s), when not already installed.
 # Dapr JavaScript SDK (@dapr/dapr, pinned in test/js/package.json): npm ci in test/js from its
 # package-lock.json (~10 s; offline from ~/.npm once cached). Needs Node.js and npm.
@@ -68,6 +69,12 @@ h2spec() {
 		github.com/inconshreveable/mousetrap@v1.1.0 github.com/fatih/color@v1.19.0
 		github.com/mattn/go-colorable@v0.1.14 github.com/mattn/go-isatty@v0.0.20" \
 		go_tool h2spec v2.2.1+incompatible github.com/summerwind/h2spec/cmd/h2spec
+}
+
+# helm: renders the chart in deploy/helm/skein (test/helm_test.go, make
+# manifests). Its go.mod pins its dependencies.
+helm() {
+	go_tool helm v4.3.2 helm.sh/helm/v4/cmd/helm
 }
 
 prometheus() {
@@ -140,9 +147,10 @@ case "${1:-all}" in
 spire) spire ;;
 jaeger) jaeger ;;
 h2spec) h2spec ;;
+helm) helm ;;
 prometheus) prometheus ;;
 jssdk) jssdk ;;
-all) prometheus; jssdk; h2spec; spire; jaeger ;;
-*) echo "usage: $0 [all|spire|jaeger|h2spec|prometheus|jssdk]" >&2; exit 2 ;;
+all) prometheus; jssdk; h2spec; helm; spire; jaeger ;;
+*) echo "usage: $0 [all|spire|jaeger|h2spec|helm|prometheus|jssdk]" >&2; exit 2 ;;
 esac
 say "peers ready in $BIN"
