@@ -85,39 +85,39 @@ func (r *Registry) appDir(appID, namespace string) string {
 
 // Register writes in's record and returns a Lease that keeps it alive.
 func (r *Registry) Register(in Instance) (*Lease, error) {
-	dir := r.appDir(in.AppID, in.Namespace)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
-	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
 	}
-	file := filepath.Join(dir, in.ID()+".json")
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	l := &Lease{file: filepath.Join(r.appDir(in.AppID, in.Namespace), in.ID()+".json"), record: b, now: r.now}
+	if err := l.write(); err != nil {
 		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
 	}
-	// Rename is atomic: readers see the whole record or none.
-	if err := os.Rename(tmp, file); err != nil {
-		return nil, fmt.Errorf("register %s: %w", in.AppID, err)
-	}
-	return &Lease{file: file, now: r.now}, nil
+	return l, nil
 }
 
 // Lookup returns the live instances of appID in namespace. Expired records
-// older than a minute are removed on the way.
+// older than a minute are removed on the way. A live record that cannot be
+// decoded fails the lookup, with an error naming its file; so does an app
+// id without a directory, with ErrNotFound.
 func (r *Registry) Lookup(appID, namespace string) ([]Instance, error) {
 	dir := r.appDir(appID, namespace)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		// Never registered, or the registry was removed under running
+		// instances (they write their records again at their next
+		// heartbeat): an error, so a resolver keeps the instances it knew
+		// rather than dropping them all meanwhile. The last instance to
+		// leave removes its record, not the directory, so a departure
+		// reads as an empty directory.
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, appID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lookup %s: %w", appID, err)
 	}
 	now := r.now()
 	var out []Instance
+	var corrupt []error
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -140,7 +140,17 @@ func (r *Registry) Lookup(appID, namespace string) ([]Instance, error) {
 			continue
 		}
 		var in Instance
-		if json.Unmarshal(b, &in) != nil || in.Address == "" {
+		if err := json.Unmarshal(b, &in); err != nil || in.Address == "" {
+			// A live record nobody can read: its instance may well be
+			// serving. Failing the lookup keeps every caller's last view
+			// (the resolver logs this error) rather than dropping the
+			// instance; its owner rewrites the record at its next
+			// heartbeat (Lease.Renew), and a record nobody renews is
+			// skipped above once its lease has run out.
+			if err == nil {
+				err = errors.New("no address")
+			}
+			corrupt = append(corrupt, fmt.Errorf("%s: %w", file, err))
 			continue
 		}
 		if !alive(in) {
@@ -149,6 +159,9 @@ func (r *Registry) Lookup(appID, namespace string) ([]Instance, error) {
 			continue
 		}
 		out = append(out, in)
+	}
+	if corrupt != nil {
+		return nil, fmt.Errorf("lookup %s: unreadable records: %w", appID, errors.Join(corrupt...))
 	}
 	return out, nil
 }
@@ -169,8 +182,9 @@ func alive(in Instance) bool {
 
 // Lease keeps one registry record alive.
 type Lease struct {
-	file string
-	now  func() time.Time
+	file   string
+	record []byte // the JSON record, written again at each renewal
+	now    func() time.Time
 	// renew and release, when set, replace the file operations: the lease
 	// of a remote registry (NewLease).
 	renew, release func() error
@@ -182,13 +196,35 @@ func NewLease(renew, release func() error) *Lease {
 	return &Lease{renew: renew, release: release}
 }
 
-// Renew refreshes the record's lease.
+// Renew refreshes the record's lease. It writes the whole record again,
+// so that a record (or directory) removed or damaged meanwhile is back at
+// the next heartbeat.
 func (l *Lease) Renew() error {
 	if l.renew != nil {
 		return l.renew()
 	}
+	if err := l.write(); err != nil {
+		return fmt.Errorf("renew %s: %w", l.file, err)
+	}
+	return nil
+}
+
+// write writes the record to a temporary file, stamps it with the lease's
+// time, and renames it into place: rename is atomic, so readers see the
+// whole record or none.
+func (l *Lease) write() error {
+	if err := os.MkdirAll(filepath.Dir(l.file), 0o700); err != nil {
+		return err
+	}
+	tmp := l.file + ".tmp"
+	if err := os.WriteFile(tmp, l.record, 0o600); err != nil {
+		return err
+	}
 	t := l.now()
-	return os.Chtimes(l.file, t, t)
+	if err := os.Chtimes(tmp, t, t); err != nil {
+		return err
+	}
+	return os.Rename(tmp, l.file)
 }
 
 // Release removes the record: the instance leaves every caller's rotation

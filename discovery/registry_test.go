@@ -3,6 +3,7 @@ package discovery
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,23 +92,81 @@ func TestRegistryDropsDeadProcesses(t *testing.T) {
 	}
 }
 
-func TestRegistryIgnoresGarbage(t *testing.T) {
+// TestRegistryUnreadableRecords: a live record that cannot be decoded
+// fails the lookup with an error naming it, so callers keep what they
+// knew (the resolver keeps its last endpoints on error); other files are
+// ignored, a damaged record whose lease ran out no longer matters, and its
+// owner's next renewal repairs it. test/faults' TestRegistryCorrupted runs
+// this with real sidecars.
+func TestRegistryUnreadableRecords(t *testing.T) {
 	r, err := NewRegistry(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := filepath.Join(r.dir, "default", "orders")
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	in := testInstance("orders", "127.0.0.1:4010")
+	lease, err := r.Register(in)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for name, body := range map[string]string{"bad.json": "{", "empty.json": "{}", "notes.txt": "hi"} {
+	d := filepath.Join(r.dir, "default", "orders")
+	for name, body := range map[string]string{"bad.json": "{", "empty.json": "{}", "notes.txt": "hi", in.ID() + ".json": "\x00garbage"} {
 		if err := os.WriteFile(filepath.Join(d, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := r.Lookup("orders", "default")
-	if err != nil || len(got) != 0 {
-		t.Errorf("Lookup = %v, %v; want nothing", got, err)
+	if err == nil || got != nil {
+		t.Fatalf("Lookup = %v, %v; want an error", got, err)
+	}
+	for _, want := range []string{"bad.json", "empty.json: no address", in.ID() + ".json"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("error %q names a file that is not a record", err)
+	}
+
+	// The owner's renewal rewrites its record; the others' leases run out.
+	now = now.Add(LeaseTTL + time.Second)
+	lease.now = r.now
+	if err := lease.Renew(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = r.Lookup("orders", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]Instance{in}, got); diff != "" {
+		t.Errorf("after the renewal (-want +got):\n%s", diff)
+	}
+}
+
+// TestLeaseRenewRestoresRecord: a renewal brings back a record whose
+// directory was removed.
+func TestLeaseRenewRestoresRecord(t *testing.T) {
+	r, err := NewRegistry(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := testInstance("orders", "127.0.0.1:4011")
+	lease, err := r.Register(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(r.dir, "default")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Lookup("orders", "default"); len(got) != 0 {
+		t.Fatalf("removed record still served: %v", got)
+	}
+	if err := lease.Renew(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Lookup("orders", "default"); err != nil || len(got) != 1 {
+		t.Errorf("after the renewal: %v, %v; want the instance", got, err)
 	}
 }
 

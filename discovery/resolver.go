@@ -168,6 +168,9 @@ func (r *Resolver) resolve(t Target) (*nameState, []*Endpoint, error) {
 		return st, *p, nil
 	}
 	if err := r.refresh(st); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			err = fmt.Errorf("%w: %s", ErrNotFound, t.AppID)
+		}
 		return st, nil, err
 	}
 	if eps := *st.eps.Load(); len(eps) > 0 {
@@ -305,6 +308,9 @@ func (r *Resolver) takePending() []*nameState {
 func (r *Resolver) refreshAll(sts []*nameState) {
 	for _, st := range sts {
 		if err := r.refresh(st); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue // a name nobody registered: every call says so; the instances known stay
+			}
 			r.log.Warn("refresh failed", "app_id", st.target.AppID, "namespace", st.target.Namespace, "err", err)
 		}
 	}

@@ -84,6 +84,7 @@ func (s *Sidecar) buildChains() {
 	)
 	s.peerHandler = chain(s.inbound,
 		recovery.Handler(panicLayerPeer, panics, s.log, s.recoveredPeer), // outermost: a panic is a 500 (or a reset stream), never every stream of the connection
+		s.closeWhileDraining,             // stopping: each HTTP/1.1 answer closes its connection, so callers still routing here re-pick
 		grpcErrors,                       // a gRPC call's refusals and failures here are gRPC statuses (proxy mode), not HTTP bodies
 		s.tracing.Callee(badBaggage),     // refused calls are traced too; SERVER span, child of the caller's
 		identity.RequirePeer(refusePeer), // caller identity from the verified SVID; 401 without one

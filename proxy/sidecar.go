@@ -82,8 +82,14 @@ type Options struct {
 	DiscoveryRefresh time.Duration
 	MaxHeaderBytes   int
 	GracePeriod      time.Duration
-	Balancer         discovery.Balancer
-	Host             Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
+	// DrainDelay is how long a stopping sidecar, once deregistered, keeps
+	// accepting calls before it closes its ports: callers re-read
+	// discovery every DiscoveryRefresh, and until they have, calls still
+	// come (drain.go). 0 means DefaultDrainDelay, negative none; it is part
+	// of GracePeriod, never longer.
+	DrainDelay time.Duration
+	Balancer   discovery.Balancer
+	Host       Host // zero: DAPR_HOST_IP or the outbound address, and the hostname
 	// Identity turns on mTLS between sidecars: this sidecar's SVID and the
 	// trust bundle. Nil means cleartext h2c (--enable-mtls=false).
 	Identity identity.Source
@@ -158,7 +164,8 @@ type Sidecar struct {
 	apiH2Srv              *http.Server // h2c on the API port (apiserver.go)
 
 	ready         atomic.Bool
-	xds           xdsState // xDS config, counters and status that outlive snapshots
+	draining      atomic.Bool // stopping: HTTP/1.1 answers close their connections (drain.go)
+	xds           xdsState    // xDS config, counters and status that outlive snapshots
 	accessMetrics *accessMetrics
 	reloadMetrics *reloadMetrics
 	metrics       *sidecarMetrics // Dapr's HTTP and invocation metrics, Skein's per-edge ones
@@ -202,6 +209,9 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	}
 	if opts.DiscoveryRefresh == 0 {
 		opts.DiscoveryRefresh = discovery.DefaultRefreshInterval
+	}
+	if opts.DrainDelay == 0 {
+		opts.DrainDelay = DefaultDrainDelay
 	}
 	switch {
 	case opts.MaxReplayBody == 0:
@@ -397,10 +407,12 @@ func (s *Sidecar) closeListeners() {
 }
 
 // Run serves until ctx is done, then shuts down gracefully: it deregisters
-// first so no new call is routed here, stops accepting, waits up to the
-// grace period for calls in flight, and returns. Before it returns nil the
-// sidecar has become ready: app port reachable (when given) and registered
-// (with app health checks: the first probe done, registered if it passed).
+// first so no new call is routed here, serves the calls still routed here
+// for DrainDelay while callers notice (drain.go), stops accepting, waits up
+// to the rest of the grace period for calls in flight, and returns. Before
+// it returns nil the sidecar has become ready: app port reachable (when
+// given) and registered (with app health checks: the first probe done,
+// registered if it passed).
 func (s *Sidecar) Run(ctx context.Context) error {
 	// HTTP/1.1 and h2c on the API port, as daprd; one listener, split by
 	// the first bytes of each connection.
@@ -507,11 +519,17 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		case runErr = <-errc:
 		}
 	}
-	s.ready.Store(false)
+	registered := s.ready.Swap(false)
+	stopping := time.Now()
 	stopWatching()   // no file reload while calls drain; one being parsed stops
 	close(stopLease) // deregister before draining: no new calls are routed here
 	s.log.Info("shutting down", "grace", s.opts.GracePeriod)
-	sctx, cancel := context.WithTimeout(context.Background(), s.opts.GracePeriod)
+	if registered {
+		// Callers still routing here are served until they have noticed.
+		s.drain(min(s.opts.DrainDelay, s.opts.GracePeriod))
+	}
+	// The grace period counts from the signal: the drain is part of it.
+	sctx, cancel := context.WithDeadline(context.Background(), stopping.Add(s.opts.GracePeriod))
 	defer cancel()
 	var shut sync.WaitGroup
 	for _, srv := range []*http.Server{s.apiSrv, s.apiH2Srv, s.peerSrv, s.mSrv, s.publicSrv} {

@@ -45,6 +45,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -102,6 +103,12 @@ func (c *counters) inc(key string) int {
 	defer c.mu.Unlock()
 	c.m[key]++
 	return c.m[key]
+}
+
+func (c *counters) all() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.m)
 }
 
 func (c *counters) get(key string) int {
@@ -301,6 +308,28 @@ func main() {
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, counts.get(r.URL.Query().Get("key")))
 	})
+	mux.HandleFunc("/counts", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(counts.all())
+	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		select {} // until the process ends, whatever the caller does
+	})
+	mux.HandleFunc("/garbage", func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("\x00\x01 this is not HTTP \xff\xfe\r\n\r\n"))
+	})
+	mux.HandleFunc("/cut", func(w http.ResponseWriter, r *http.Request) {
+		size, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		_, _ = io.Copy(w, pattern.NewReader(size/2))
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // net/http drops the connection, the body unfinished
+	})
 	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		fail, _ := strconv.Atoi(q.Get("fail"))
@@ -329,7 +358,7 @@ func main() {
 	})
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/requests", "/count", "/healthz", "/sethealth":
+		case "/requests", "/count", "/counts", "/healthz", "/sethealth":
 		default:
 			served.Add(1)
 		}
