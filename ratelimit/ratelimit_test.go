@@ -308,3 +308,37 @@ func ExampleCompile() {
 	// batch true 0s
 	// batch false 500ms
 }
+
+// The per-request cost of a limit: a bucket (per-caller limits) and a
+// client address's bucket (Dapr's middleware), both admitting.
+func BenchmarkBucketTake(b *testing.B) {
+	bk := NewBucket(Limit{RequestsPerSecond: 1e9, Burst: MaxBurst})
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		bk.Take(now)
+	}
+}
+
+func BenchmarkClientsTake(b *testing.B) {
+	c := NewClients(Limit{RequestsPerSecond: 1e9, Burst: MaxBurst}, 0)
+	addr := netip.MustParseAddr("127.0.0.1")
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Take(addr, now)
+	}
+}
+
+func TestTakeDoesNotAllocate(t *testing.T) {
+	bk := NewBucket(Limit{RequestsPerSecond: 1e9, Burst: MaxBurst})
+	c := NewClients(Limit{RequestsPerSecond: 1e9, Burst: MaxBurst}, 0)
+	addr := netip.MustParseAddr("2001:db8::1")
+	c.Take(addr, t0)
+	if n := testing.AllocsPerRun(100, func() { bk.Take(t0) }); n != 0 {
+		t.Errorf("Bucket.Take allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Take(addr, t0) }); n != 0 {
+		t.Errorf("Clients.Take of a known address allocates %v times, want 0", n)
+	}
+}
