@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,6 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // Issue 14 point 2: rate limits compatible with Dapr (a
@@ -308,5 +315,49 @@ spec:
 	// app-c's 429, never app-a's CIRCUIT_OPEN (limitedCalls checks each).
 	if got := a.metric(t, "dapr_resiliency_cb_state", `status="open"`); got != 0 {
 		t.Errorf("app-a's breaker on app-c is open: %v", got)
+	}
+}
+
+// TestCallerRateLimitsGRPCProxy: a proxied gRPC call over the per-caller
+// limit gets RESOURCE_EXHAUSTED with reason RATE_LIMITED, and the caller's
+// breaker (open after 2 failures) does not count it: every refusal stays
+// the callee's, never the caller's open circuit.
+func TestCallerRateLimitsGRPCProxy(t *testing.T) {
+	m := newMesh(t)
+	cfg := writeFile(t, t.TempDir(), "config.yaml", callerLimits("", "    - {appId: app-a, requestsPerSecond: 0.001, burst: 1}\n"))
+	m.sidecar("app-g", m.grpcApp("g"), "--app-protocol", "grpc", "--config", cfg)
+	res := t.TempDir()
+	writeFile(t, res, "resiliency.yaml", `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: res
+spec:
+  policies:
+    circuitBreakers:
+      cb: {maxRequests: 1, interval: 0, timeout: 60s, trip: consecutiveFailures >= 2}
+  targets:
+    apps:
+      app-g: {circuitBreaker: cb}
+`)
+	a := m.sidecar("app-a", 0, "--resources-path", res)
+	tc := testgrpc.NewTestServiceClient(grpcConn(t, a))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "dapr-app-id", "app-g")
+	if _, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	for i := range 4 {
+		_, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+		st := status.Convert(err)
+		reason := ""
+		for _, d := range st.Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				reason = info.Reason
+			}
+		}
+		if st.Code() != codes.ResourceExhausted || reason != "RATE_LIMITED" {
+			t.Errorf("call %d: %v (reason %q), want ResourceExhausted RATE_LIMITED", i+2, err, reason)
+		}
 	}
 }
