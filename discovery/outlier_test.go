@@ -151,3 +151,38 @@ skein_discovery_ejected_endpoints{app_id="a",dst_app_id="b"} 1
 		t.Errorf("all ejected: least bad instance got %d of 3 calls", badCalls)
 	}
 }
+
+// TestPickerDoesNotEjectRateLimitingInstance: an instance answering 429
+// (its rate limit refusing this caller's excess) is not failing; outlier
+// detection counts only 5xx, so it keeps its share (proxy/ratelimit.go).
+func TestPickerDoesNotEjectRateLimitingInstance(t *testing.T) {
+	var calls int
+	limiting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer limiting.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer other.Close()
+	src := staticSource{"b.default": {
+		{AppID: "b", Namespace: "default", Address: strings.TrimPrefix(limiting.URL, "http://")},
+		{AppID: "b", Namespace: "default", Address: strings.TrimPrefix(other.URL, "http://")},
+	}}
+	reg := prometheus.NewRegistry()
+	res := NewResolver(src, slog.New(slog.DiscardHandler), WithMetrics(reg, "a"))
+	rt := Pick(res, prefer(strings.TrimPrefix(limiting.URL, "http://")), nil)(http.DefaultTransport)
+	for range 20 {
+		req, _ := http.NewRequest(http.MethodGet, "http://b.default/x", nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if calls != 20 {
+		t.Errorf("the rate-limiting instance got %d of 20 calls, want all (not ejected)", calls)
+	}
+	if n := testutil.ToFloat64(res.metrics.total.WithLabelValues("a", "b")); n != 0 {
+		t.Errorf("ejections counted %v, want 0", n)
+	}
+}

@@ -123,7 +123,7 @@ func (s *Sidecar) serveAPI(w http.ResponseWriter, r *http.Request) {
 			writeInvokeError(w, inv.Target.AppID, errors.New("cannot invoke local endpoint: "+errNoAppChannel.Error()))
 			return
 		}
-		s.local.ServeHTTP(w, r)
+		s.toApp.ServeHTTP(w, r)
 		return
 	}
 	s.remote.ServeHTTP(w, r)
@@ -420,7 +420,7 @@ type metadata struct {
 	RuntimeVersion  string              `json:"runtimeVersion"`
 	EnabledFeatures []string            `json:"enabledFeatures"`
 	Actors          []any               `json:"actors"`
-	Components      []any               `json:"components"`
+	Components      []metadataComponent `json:"components"`
 	HTTPEndpoints   []namedEndpoint     `json:"httpEndpoints"`
 	Subscriptions   []any               `json:"subscriptions"`
 	Extended        map[string]string   `json:"extended"`
@@ -468,13 +468,17 @@ func (s *Sidecar) grpcMetadata() daprgrpc.Metadata {
 
 func (s *Sidecar) serveMetadata(w http.ResponseWriter) {
 	snap := s.snap.Load()
+	components := snap.limits.components
+	if components == nil {
+		components = []metadataComponent{} // [], as daprd answers
+	}
 	md := metadata{
 		ID:              s.opts.AppID,
 		Namespace:       s.opts.Namespace,
 		RuntimeVersion:  Version,
 		EnabledFeatures: []string{},
 		Actors:          []any{},
-		Components:      []any{},
+		Components:      components,
 		HTTPEndpoints:   endpointNames(snap),
 		Subscriptions:   []any{},
 		Extended:        map[string]string{"daprRuntimeVersion": "skein-" + Version},

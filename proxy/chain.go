@@ -38,6 +38,7 @@ func (s *Sidecar) buildChains() {
 		s.tracing.Caller(badBaggage),                                 // first: every API request, rejected ones too, gets its CLIENT span; bad baggage is a 400
 		s.access.Outbound,                                            // --access-log: one JSON line per outbound call
 		s.serverMetrics,                                              // dapr_http_server_*: every API request, inside its span (exemplars)
+		s.httpPipeline,                                               // spec.httpPipeline's rate limits (429), after tracing and metrics as in daprd, so refusals are traced and counted; health endpoints and the gRPC API exempt
 	)
 	// Sidecar → remote sidecar, one per call; the picker retries only what
 	// never left the process.
@@ -74,11 +75,16 @@ func (s *Sidecar) buildChains() {
 		s.access.TryTiming,
 		handOver, // innermost: a WebSocket's 101 connection goes to the forwarder
 	)
+	// On the way to the app, from peers and self-invocation alike.
+	s.toApp = chain(s.local,
+		s.appPipeline, // spec.appHttpPipeline's rate limits (429), right before the app channel as in Dapr; HTTP apps only
+	)
 	// Remote sidecar → this sidecar → app: first what every connection and
 	// request gets, then the call's own steps, then the forwarder to the app.
-	s.inbound = chain(s.local,
+	s.inbound = chain(s.toApp,
 		s.inboundCall,   // the call's facts, once: :authority is this app (else 421), an app channel, the method normalised and the verb the app receives
 		s.authorizeCall, // access control on exactly that method and verb; denied calls never reach the app
+		s.limitCaller,   // spec.callerRateLimits (429) by verified caller; after access control, so denied calls take no token
 		callerBody,      // a body the caller's sidecar fails to send is its fault (400), not the app's
 		callerDeadline,  // the caller's grpc-timeout bounds the app call
 	)

@@ -242,6 +242,12 @@ type Snapshot struct {
 	Tracing *telemetry.TracingSpec
 	// Metrics is spec.metrics; never nil (defaults without one).
 	Metrics *MetricsSpec
+	// limits are the rate limits: the middleware.http.ratelimit components
+	// spec.httpPipeline and spec.appHttpPipeline name, and
+	// spec.callerRateLimits (ratelimit.go). Their buckets are the one
+	// mutable part, safe for concurrent use; Apply carries the buckets of
+	// unchanged limits over from the snapshot it replaces.
+	limits rateLimits
 	// meters record under Metrics; set by the sidecar that stores the
 	// snapshot (they outlive snapshots, so compile cannot build them).
 	meters *meters
@@ -281,6 +287,9 @@ func compile(cfg Config, appID string) (*Snapshot, error) {
 		return nil, err
 	}
 	if s.Endpoints, err = compileEndpoints(cfg, appID); err != nil {
+		return nil, err
+	}
+	if s.limits, err = compileRateLimits(cfg, appID); err != nil {
 		return nil, err
 	}
 	var specs []*resiliency.Spec

@@ -11,14 +11,16 @@
 // one line a layer with why it sits there. In short:
 //
 //	outbound (API port): recovery, CLIENT span, access log, server metrics,
-//	    serveAPI (parse the invocation, body limit, the call's facts) →
+//	    httpPipeline rate limits, serveAPI (parse the invocation, body
+//	    limit, the call's facts) →
 //	    forwarder → resolveRoute (the call's *Route, once), call metrics,
 //	    xDS call caps, retry, breaker, per-try timeout, recovery, attempt
 //	    metrics, pick an instance, try timing → peer transport
 //	inbound (peer port): recovery, gRPC errors, SERVER span, peer
 //	    identity, access log, inboundCall (authority, app channel,
-//	    normalised method and verb), authorizeCall, callerBody,
-//	    callerDeadline → forwarder → recovery, app-channel errors,
+//	    normalised method and verb), authorizeCall, limitCaller (per-caller
+//	    rate limits), callerBody, callerDeadline, appPipeline rate limits
+//	    (self-invocation too) → forwarder → recovery, app-channel errors,
 //	    concurrency limit, app health, app timing, app metrics → app
 //	    transport
 //	external (a URL or HTTPEndpoint target, external.go): serveAPI →

@@ -30,6 +30,7 @@ const (
 	ReasonNotReady        = "NOT_READY"
 	ReasonUnauthenticated = "UNAUTHENTICATED"
 	ReasonAccessDenied    = "ACCESS_DENIED"
+	ReasonRateLimited     = "RATE_LIMITED" // 429 from a rate limit: httpPipeline, appHttpPipeline, callerRateLimits (ratelimit.go)
 	ReasonCircuitOpen     = "CIRCUIT_OPEN"
 	ReasonInvalidBaggage  = "INVALID_BAGGAGE"
 	ReasonInvalidBody     = "INVALID_REQUEST_BODY"
@@ -85,11 +86,14 @@ func classify(err error) (status int, reason string) {
 	var appErr *appChannelError
 	var badBody *clientBodyError
 	var denied *access.DeniedError
+	var limited *rateLimitedError
 	switch {
 	case errors.Is(err, recovery.ErrPanic):
 		return http.StatusInternalServerError, ReasonInternal
 	case errors.As(err, &denied):
 		return http.StatusForbidden, ReasonAccessDenied
+	case errors.As(err, &limited):
+		return http.StatusTooManyRequests, ReasonRateLimited
 	case errors.Is(err, errOverflow):
 		return http.StatusServiceUnavailable, ReasonCircuitOpen
 	case errors.Is(err, resiliency.ErrCircuitOpen), errors.Is(err, resiliency.ErrTooManyRequests):
@@ -129,6 +133,9 @@ func writeInvokeError(w http.ResponseWriter, target string, err error) {
 	status, reason := classify(err)
 	msg := err.Error()
 	md, denied := deniedDetail(err)
+	if !denied {
+		md = limitedDetail(err)
+	}
 	if denied {
 		// Dapr's callee answers gRPC PermissionDenied; HTTP callers see its text.
 		msg = "rpc error: code = PermissionDenied desc = " + msg

@@ -151,6 +151,7 @@ type Sidecar struct {
 	apiHandler   http.Handler
 	peerHandler  http.Handler
 	inbound      http.Handler // the call's steps of peerHandler, without the connection's (tests)
+	toApp        http.Handler // local behind spec.appHttpPipeline: calls from peers and self-invocation
 
 	apiLns                []net.Listener
 	grpcLns               []net.Listener // --dapr-grpc-port, on every listen address
@@ -167,6 +168,7 @@ type Sidecar struct {
 	draining      atomic.Bool // stopping: HTTP/1.1 answers close their connections (drain.go)
 	xds           xdsState    // xDS config, counters and status that outlive snapshots
 	accessMetrics *accessMetrics
+	rateMetrics   *rateMetrics
 	reloadMetrics *reloadMetrics
 	metrics       *sidecarMetrics // Dapr's HTTP and invocation metrics, Skein's per-edge ones
 
@@ -244,6 +246,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 	reg.MustRegister(s.peerConn)
 	s.access = accesslog.New(opts.AccessLog) // nil (off) without a writer
 	s.accessMetrics = newAccessMetrics(reg)
+	s.rateMetrics = newRateMetrics(reg)
 	s.reloadMetrics = newReloadMetrics(reg)
 	s.metrics = newSidecarMetrics(reg, opts.AppID)
 	rm, err := resiliency.NewMetrics(reg, opts.AppID)
@@ -293,6 +296,9 @@ func (s *Sidecar) Apply(cfg Config) error {
 	}
 	snap.meters = s.metrics.bind(snap.Metrics)
 	s.bindXDS(snap, cfg)
+	if old := s.snap.Load(); old != nil {
+		snap.limits.inherit(&old.limits) // Apply runs one at a time (xds.mu): old is the one replaced
+	}
 	if old := s.snap.Swap(snap); old != nil {
 		closeEndpoints(old.Endpoints) // calls in flight keep theirs; idle connections go now
 	}

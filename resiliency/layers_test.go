@@ -293,6 +293,37 @@ policies:
 	}
 }
 
+// TestBreakerIgnoresRateLimitRefusals: a callee's rate limit answers 429
+// (a proxied gRPC call RESOURCE_EXHAUSTED); that is the caller's excess,
+// not the instance failing, so the breaker counts it as no failure
+// (proxy/ratelimit.go relies on it).
+func TestBreakerIgnoresRateLimitRefusals(t *testing.T) {
+	a := newApp(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n%2 == 0 {
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Grpc-Status", "8") // RESOURCE_EXHAUSTED, trailers-only
+			return
+		}
+		w.WriteHeader(http.StatusTooManyRequests)
+	})
+	s := newStack(t, `
+policies:
+  circuitBreakers:
+    DefaultAppCircuitBreakerPolicy: {maxRequests: 1, interval: 0, timeout: 200ms, trip: consecutiveFailures >= 3}
+`, nil)
+	for i := range 10 {
+		if _, _, _, err := s.do(t, get(t, a.URL)); err != nil {
+			t.Fatalf("call %d: %v (the breaker opened on refusals)", i+1, err)
+		}
+	}
+	if n := a.calls.Load(); n != 10 {
+		t.Errorf("app calls = %d, want 10", n)
+	}
+	if got := cbState(t, s, StateOpen); got != 0 {
+		t.Errorf("cb_state{open} = %v, want 0", got)
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
 
 func policyFor(t *testing.T, s *stack) Policy {

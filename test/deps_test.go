@@ -22,6 +22,7 @@ func TestImportDirection(t *testing.T) {
 		{"xds/controlplane", []string{"proxy", "cmd/skein", "examples", "telemetry"}, "the control plane reads concern packages' config, never the data path"},
 		{"resiliency", []string{"proxy", "discovery", "telemetry", "identity", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
 		{"identity/access", []string{"proxy", "discovery", "telemetry", "cmd/skein", "examples"}, "pure policy decisions: no data path"},
+		{"ratelimit", []string{"proxy", "discovery", "telemetry", "identity", "resiliency", "cmd/skein", "examples"}, "pure rate decisions: no data path"},
 		{"proxy", []string{"cmd/skein", "examples", "test"}, "the data path uses concern packages, never the wiring"},
 		{"examples/orders", []string{"proxy", "discovery", "telemetry"}, "sample apps know nothing of Skein"},
 		{"examples/checkout", []string{"proxy", "discovery", "telemetry"}, "sample apps know nothing of Skein"},

@@ -72,6 +72,7 @@ func TestSidecarStatus(t *testing.T) {
 		{SidecarError{HTTPStatus: 404, Reason: "NO_APP_ID", Message: "failed getting app id"}, codes.NotFound, "failed getting app id"},
 		{SidecarError{HTTPStatus: 500, Reason: "APP_NOT_FOUND", Message: "failed to invoke, id: x, err: no instance"}, codes.Internal, "failed to invoke, id: x, err: no instance"},
 		{SidecarError{HTTPStatus: 403, Reason: "ACCESS_DENIED", Message: "failed to invoke, id: b, err: denied"}, codes.Internal, "failed to invoke, id: b, err: denied"},
+		{SidecarError{HTTPStatus: 429, Reason: "RATE_LIMITED", Message: "failed to invoke, id: b, err: rate limited"}, codes.ResourceExhausted, "failed to invoke, id: b, err: rate limited"},
 	} {
 		tc.e.Domain = "skein"
 		st, info := infoOf(t, sidecarStatus(tc.e, false))

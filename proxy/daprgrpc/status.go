@@ -117,11 +117,12 @@ const (
 
 // sidecarStatus is the gRPC error Dapr returns for a failure of the
 // sidecar. From InvokeService: a resiliency timeout is DeadlineExceeded, an
-// open breaker Unknown, a missing app id NotFound, everything else
-// Internal with the HTTP API's message ("failed to invoke, id: ..., err:
-// ..."). For a proxied call (proxied), a refusal by access control is
-// PermissionDenied and a client fault InvalidArgument, as the callee's own
-// status reaches the client in Dapr's proxy mode.
+// open breaker Unknown, a missing app id NotFound, a rate limit's 429
+// ResourceExhausted, everything else Internal with the HTTP API's message
+// ("failed to invoke, id: ..., err: ..."). For a proxied call (proxied), a
+// refusal by access control is PermissionDenied and a client fault
+// InvalidArgument, as the callee's own status reaches the client in Dapr's
+// proxy mode.
 func sidecarStatus(e SidecarError, proxied bool) error {
 	c := codes.Internal
 	msg := e.Message
@@ -138,6 +139,10 @@ func sidecarStatus(e SidecarError, proxied bool) error {
 		c = codes.NotFound
 	case e.HTTPStatus == http.StatusUnauthorized:
 		c = codes.Unauthenticated
+	case e.HTTPStatus == http.StatusTooManyRequests:
+		// A rate limit (RATE_LIMITED): Dapr's code for an HTTP 429, and one
+		// that callers' breakers do not count as the instance failing.
+		c = codes.ResourceExhausted
 	case proxied && e.HTTPStatus == http.StatusForbidden:
 		c = codes.PermissionDenied
 	case proxied && e.HTTPStatus == http.StatusBadRequest:
