@@ -29,11 +29,12 @@ const (
 )
 
 // MaxTargets is how many targets' state (circuit breakers, retry budgets)
-// a sidecar keeps: ten times the largest mesh we test (1,000 app ids), so
+// a sidecar keeps: four times the largest mesh we test (1,000 app ids), so
 // that real targets keep theirs, while calls naming ever new app ids (a
-// typo in a loop, a scan) cannot grow memory without bound. Beyond it the
-// least recently called target's state is dropped.
-const MaxTargets = 10_000
+// typo in a loop, a scan) cannot grow memory without bound: about 1 KB a
+// target, 4 MB at the cap. Beyond it the least recently called target's
+// state is dropped.
+const MaxTargets = 4096
 
 // Merge merges specs into one table, as Dapr merges several Resiliency
 // resources (contract §5.1): for the same policy or target name the later
