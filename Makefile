@@ -4,7 +4,7 @@ GO ?= go
 # (go.dev/issue/75804: a spurious "context deadline exceeded" with no crasher).
 FUZZTIME ?= 50000x
 
-.PHONY: all build test unit e2e fuzz lint bench demo peers manifests
+.PHONY: all build test unit e2e fuzz lint bench demo peers manifests soak
 
 all: build
 
@@ -21,6 +21,7 @@ test: lint peers
 	$(GO) mod download
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+	$(MAKE) soak SOAK_DURATION=2m
 
 peers:
 	bash test/peers/install.sh
@@ -67,3 +68,14 @@ manifests:
 	  echo '# kubectl apply -f deploy/crds/ -f deploy/skein.yaml'; \
 	  $(HELM) template skein deploy/helm/skein --namespace skein-system --set createNamespace=true --skip-crds; \
 	} > deploy/skein.yaml
+
+# soak runs 1,000 req/s through two sidecars (retries, a breaker and
+# tracing on) for SOAK_DURATION, sampling each sidecar's RSS, heap,
+# goroutines and fds every 10 s; it fails when a call fails or a figure
+# grows past its margin after the warm-up (test/soak, docs/performance.md
+# "Soak"), and writes report.md, samples.csv and soak.svg into $(SOAK_OUT).
+SOAK_DURATION ?= 30m
+SOAK_OUT ?= soak-results
+soak: build
+	$(GO) build -o bin/loadgen ./test/bench/loadgen
+	$(GO) run ./test/soak -skein bin/skein -loadgen bin/loadgen -duration $(SOAK_DURATION) -out $(SOAK_OUT)

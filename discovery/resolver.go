@@ -171,12 +171,39 @@ func (r *Resolver) resolve(t Target) (*nameState, []*Endpoint, error) {
 		if errors.Is(err, ErrNotFound) {
 			err = fmt.Errorf("%w: %s", ErrNotFound, t.AppID)
 		}
+		r.forgetEmpty(st) // a name with no instance known is not kept
 		return st, nil, err
 	}
 	if eps := *st.eps.Load(); len(eps) > 0 {
 		return st, eps, nil
 	}
+	r.forgetEmpty(st)
 	return st, nil, fmt.Errorf("%w: %s", ErrNotFound, t.AppID)
+}
+
+// forgetEmpty drops st from the cache when it has no endpoints and no
+// policy: a name with no instance is read from the source at its next
+// call anyway (resolve), so keeping it would only let calls naming ever
+// new app ids (a typo in a loop, a scan) grow the cache, and every
+// refresh, without bound. Names with endpoints are kept, for their load
+// statistics and outlier state, and so are names xDS set a policy for.
+func (r *Resolver) forgetEmpty(st *nameState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := st.eps.Load(); p != nil && len(*p) > 0 || st.policy.Load() != nil {
+		return
+	}
+	if r.names[st.target] == st {
+		delete(r.names, st.target)
+	}
+	delete(r.pending, st)
+}
+
+// Len is the number of names cached.
+func (r *Resolver) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.names)
 }
 
 // Known returns a copy of every target's endpoints, keyed by the
@@ -309,9 +336,12 @@ func (r *Resolver) refreshAll(sts []*nameState) {
 	for _, st := range sts {
 		if err := r.refresh(st); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				continue // a name nobody registered: every call says so; the instances known stay
+				r.forgetEmpty(st) // a name nobody registered: every call says so; the instances known stay
+				continue
 			}
 			r.log.Warn("refresh failed", "app_id", st.target.AppID, "namespace", st.target.Namespace, "err", err)
+			continue // a failed read says nothing about the instances: keep what is cached
 		}
+		r.forgetEmpty(st) // its last instance went away
 	}
 }

@@ -2,7 +2,9 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -203,4 +205,35 @@ func TestResolverRefreshInterval(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestResolverForgetsNamesWithoutInstances covers issue 14 point 3 here:
+// calls naming app ids that have no instance leave nothing cached, so
+// ever new names grow neither the cache nor each refresh; a name keeps its
+// entry while it has instances and loses it when the last one goes.
+func TestResolverForgetsNamesWithoutInstances(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newPushSource()
+		src.set("known", "127.0.0.1:1", "127.0.0.1:2")
+		r := NewResolver(src, slog.New(slog.DiscardHandler))
+		stop := runResolver(r)
+		defer stop()
+		for i := range 10_000 {
+			if _, err := r.Endpoints(context.Background(), Target{AppID: "ghost-" + strconv.Itoa(i), Namespace: "default"}); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("ghost-%d: err %v, want ErrNotFound", i, err)
+			}
+		}
+		if _, err := r.Endpoints(context.Background(), Target{AppID: "known", Namespace: "default"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Len(); got != 1 {
+			t.Errorf("%d names cached after 10,000 unknown ones and one known, want 1", got)
+		}
+		src.set("known") // its instances go away; the next poll sees it
+		time.Sleep(2 * DefaultRefreshInterval)
+		synctest.Wait()
+		if got := r.Len(); got != 0 {
+			t.Errorf("%d names cached after the last instance went, want 0", got)
+		}
+	})
 }

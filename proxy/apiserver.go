@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"container/list"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +23,13 @@ const (
 	// DefaultAPIReadHeaderTimeout bounds the reading of each request's
 	// line and headers, on a new connection and on a reused one alike.
 	DefaultAPIReadHeaderTimeout = 10 * time.Second
+	// DefaultAPIMaxIdleConns is how many idle keep-alive connections the
+	// API port keeps open. Each costs a goroutine and about 15 KB (net/http
+	// keeps its buffers while a connection idles), so without a cap 10,000
+	// idle connections held 200 MB until their idle timeout
+	// (TestBoundedMemory). An app's pool to its own sidecar is far smaller
+	// (Go's client keeps 2 a host, Java's 5 to 20).
+	DefaultAPIMaxIdleConns = 256
 )
 
 // peerIdleTimeout closes an idle connection from another sidecar. It is
@@ -96,10 +105,17 @@ const bufioSlop = 4096
 // so h1 gets maxHeader-4096 and admits exactly maxHeader bytes; below
 // 4097, where MaxHeaderBytes cannot go, headerLimit enforces it. For HTTP/2
 // the limit is SETTINGS_MAX_HEADER_LIST_SIZE, in RFC 7541's units.
-func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Duration, log *slog.Logger) (h1, h2 *http.Server) {
+//
+// maxIdle caps the idle keep-alive connections of both servers together
+// (idleConns; 0: DefaultAPIMaxIdleConns).
+func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Duration, maxIdle int, log *slog.Logger) (h1, h2 *http.Server) {
 	if idle <= 0 {
 		idle = DefaultAPIIdleTimeout
 	}
+	if maxIdle <= 0 {
+		maxIdle = DefaultAPIMaxIdleConns
+	}
+	idleSet := newIdleConns(maxIdle, log)
 	if readHeader <= 0 {
 		readHeader = DefaultAPIReadHeaderTimeout
 	}
@@ -113,6 +129,7 @@ func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Du
 		ReadHeaderTimeout: readHeader,
 		IdleTimeout:       idle,
 		ErrorLog:          errLog,
+		ConnState:         idleSet.track,
 	}
 	switch {
 	case maxHeader > bufioSlop:
@@ -129,8 +146,65 @@ func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Du
 		MaxHeaderBytes:    maxHeader, // SETTINGS_MAX_HEADER_LIST_SIZE: maxHeader+320
 		HTTP2:             h2Limits(),
 		ErrorLog:          errLog,
+		ConnState:         idleSet.track,
 	}
 	return h1, h2
+}
+
+// idleConns keeps at most max of the API port's connections idle between
+// requests: when one more goes idle, the one idle longest is closed, as
+// nginx closes idle keep-alive connections when it runs out of
+// connections. Clients' pools hand out their most recently used
+// connection first (Go's, Java's), so the one closed is the one least
+// likely to be reused; a client that reuses it anyway sees the same
+// closed connection as after --api-idle-timeout. Connections that have
+// not sent their first request yet are not counted: the header timeout
+// bounds them. Safe for concurrent use (net/http's ConnState hook).
+type idleConns struct {
+	max int
+	log *slog.Logger
+
+	mu    sync.Mutex
+	order *list.List                 // of net.Conn, idle longest at the back
+	at    map[net.Conn]*list.Element // the idle ones
+}
+
+func newIdleConns(max int, log *slog.Logger) *idleConns {
+	return &idleConns{max: max, log: log, order: list.New(), at: map[net.Conn]*list.Element{}}
+}
+
+// track is the servers' ConnState hook.
+func (ic *idleConns) track(c net.Conn, st http.ConnState) {
+	var evict net.Conn
+	ic.mu.Lock()
+	if el, ok := ic.at[c]; ok {
+		ic.order.Remove(el)
+		delete(ic.at, c)
+	}
+	if st == http.StateIdle {
+		ic.at[c] = ic.order.PushFront(c)
+		if ic.order.Len() > ic.max {
+			el := ic.order.Back()
+			evict = el.Value.(net.Conn)
+			ic.order.Remove(el)
+			delete(ic.at, evict)
+		}
+	}
+	ic.mu.Unlock()
+	if evict != nil {
+		// The server's read of it fails and its goroutine ends.
+		_ = evict.Close()
+		if ic.log.Enabled(context.Background(), slog.LevelDebug) {
+			ic.log.Debug("idle api connection closed", "remote", evict.RemoteAddr().String(), "max_idle", ic.max)
+		}
+	}
+}
+
+// idle is the number of connections tracked as idle.
+func (ic *idleConns) idle() int {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	return ic.order.Len()
 }
 
 // headerLimit answers 431, as net/http does for larger ones, a request

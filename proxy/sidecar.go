@@ -118,6 +118,10 @@ type Options struct {
 	// largest header block is MaxHeaderBytes (--read-buffer-size; 0:
 	// net/http's default, 1 MiB), exactly (apiserver.go).
 	APIIdleTimeout, APIReadHeaderTimeout time.Duration
+	// APIMaxIdleConns is how many idle keep-alive connections the API
+	// port keeps; beyond it the one idle longest is closed (0:
+	// DefaultAPIMaxIdleConns).
+	APIMaxIdleConns int
 }
 
 // Registrar announces this sidecar to other sidecars.
@@ -422,7 +426,7 @@ func (s *Sidecar) closeListeners() {
 func (s *Sidecar) Run(ctx context.Context) error {
 	// HTTP/1.1 and h2c on the API port, as daprd; one listener, split by
 	// the first bytes of each connection.
-	s.apiSrv, s.apiH2Srv = newAPIServers(s.apiHandler, s.opts.MaxHeaderBytes, s.opts.APIIdleTimeout, s.opts.APIReadHeaderTimeout, s.log)
+	s.apiSrv, s.apiH2Srv = newAPIServers(s.apiHandler, s.opts.MaxHeaderBytes, s.opts.APIIdleTimeout, s.opts.APIReadHeaderTimeout, s.opts.APIMaxIdleConns, s.log)
 	var p2 http.Protocols
 	peerLn := s.peerLn
 	p2.SetHTTP1(true) // the default peer transport: keep-alive HTTP/1.1, its handler on the connection's goroutine

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	gobreaker "github.com/sony/gobreaker/v2"
 )
 
@@ -46,20 +47,24 @@ func (b *CircuitBreaker) Allow() (done func(error), err error) {
 }
 
 // Registry keeps the circuit breakers, one per "<target>:<method>", in an
-// LRU per target bounded by the policy's BreakerCacheSize. It outlives
+// LRU per target bounded by the policy's BreakerCacheSize, for at most
+// MaxTargets targets: beyond that the least recently used target's breakers
+// are dropped (a dropped breaker starts closed if its target is called
+// again), so calls naming ever new app ids cannot grow it. It outlives
 // Compiled snapshots: a recompiled policy with the same settings keeps the
 // breaker and its state, changed settings start a new closed breaker. Safe
 // for concurrent use.
 type Registry struct {
 	metrics *Metrics
 	mu      sync.Mutex
-	targets map[string]*lru
+	targets *simplelru.LRU[string, *lru]
 }
 
 // NewRegistry returns an empty Registry reporting state changes to m (nil:
 // not reported).
 func NewRegistry(m *Metrics) *Registry {
-	return &Registry{metrics: m, targets: map[string]*lru{}}
+	t, _ := simplelru.NewLRU[string, *lru](MaxTargets, nil) // errors only for a size below 1
+	return &Registry{metrics: m, targets: t}
 }
 
 type lru struct {
@@ -78,10 +83,10 @@ func (r *Registry) Get(p *Policy, method string) *CircuitBreaker {
 	want := p.Breaker.settings()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := r.targets[p.Target]
-	if l == nil {
+	l, ok := r.targets.Get(p.Target)
+	if !ok {
 		l = &lru{order: list.New(), items: map[string]*list.Element{}}
-		r.targets[p.Target] = l
+		r.targets.Add(p.Target, l)
 	}
 	if el, ok := l.items[method]; ok {
 		e := el.Value.(*lruEntry)
@@ -104,6 +109,13 @@ func (r *Registry) Get(p *Policy, method string) *CircuitBreaker {
 		delete(l.items, last.Value.(*lruEntry).method)
 	}
 	return cb
+}
+
+// Targets is the number of targets whose breakers are kept.
+func (r *Registry) Targets() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.targets.Len()
 }
 
 func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // BudgetConfig sizes a retry budget (PRODUCT.md difference 7).
@@ -89,20 +91,29 @@ func (b *Budget) Allow() bool {
 // Refused returns the number of retries refused so far.
 func (b *Budget) Refused() uint64 { return b.refused.Load() }
 
-// Budgets holds one Budget per target, created on first use. Safe for
-// concurrent use.
+// Budgets holds one Budget per target, created on first use, for at most
+// MaxTargets targets: the least recently used is dropped beyond that (and
+// starts full if it is used again), so callers naming ever new app ids
+// cannot grow it. Safe for concurrent use.
 type Budgets struct {
 	cfg     BudgetConfig
 	metrics *Metrics
 	mu      sync.Mutex
-	m       map[string]*Budget
-	sized   map[string]*BudgetConfig // targets whose budget ForConfig sized
+	m       *simplelru.LRU[string, sizedBudget]
+}
+
+// sizedBudget is a target's budget and the size ForConfig gave it (nil:
+// the Budgets' own).
+type sizedBudget struct {
+	b     *Budget
+	sized *BudgetConfig
 }
 
 // NewBudgets returns per-target budgets sized by cfg, counting refusals in
 // m (nil: not counted).
 func NewBudgets(cfg BudgetConfig, m *Metrics) *Budgets {
-	return &Budgets{cfg: cfg, metrics: m, m: map[string]*Budget{}}
+	l, _ := simplelru.NewLRU[string, sizedBudget](MaxTargets, nil) // errors only for a size below 1
+	return &Budgets{cfg: cfg, metrics: m, m: l}
 }
 
 // For returns target's budget. A nil *Budgets returns nil: no budget.
@@ -118,31 +129,28 @@ func (bs *Budgets) ForConfig(target string, cfg *BudgetConfig) *Budget {
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	b, ok := bs.m[target]
-	if ok && !sameSize(bs.sized[target], cfg) {
-		ok = false
+	e, ok := bs.m.Get(target)
+	if ok && sameSize(e.sized, cfg) {
+		return e.b
 	}
-	if !ok {
-		c := bs.cfg
-		if cfg != nil {
-			c.Ratio, c.PerSecond, c.Burst = cfg.Ratio, cfg.PerSecond, cfg.Burst
-		}
-		if bs.sized == nil {
-			bs.sized = map[string]*BudgetConfig{}
-		}
-		if cfg != nil {
-			bs.sized[target] = cfg
-		} else {
-			delete(bs.sized, target)
-		}
-		b = NewBudget(c)
-		if bs.metrics != nil {
-			m := bs.metrics
-			b.onRefused = func() { m.budgetRefused(target) }
-		}
-		bs.m[target] = b
+	c := bs.cfg
+	if cfg != nil {
+		c.Ratio, c.PerSecond, c.Burst = cfg.Ratio, cfg.PerSecond, cfg.Burst
 	}
+	b := NewBudget(c)
+	if bs.metrics != nil {
+		m := bs.metrics
+		b.onRefused = func() { m.budgetRefused(target) }
+	}
+	bs.m.Add(target, sizedBudget{b: b, sized: cfg})
 	return b
+}
+
+// Len is the number of targets whose budget is kept.
+func (bs *Budgets) Len() int {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	return bs.m.Len()
 }
 
 // sameSize reports whether two budget sizes (nil: the default) are equal.

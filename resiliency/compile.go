@@ -28,6 +28,14 @@ const (
 	DefaultBreakerCacheSize = 100
 )
 
+// MaxTargets is how many targets' state (circuit breakers, retry budgets)
+// a sidecar keeps: four times the largest mesh we test (1,000 app ids), so
+// that real targets keep theirs, while calls naming ever new app ids (a
+// typo in a loop, a scan) cannot grow memory without bound: about 1 KB a
+// target, 4 MB at the cap. Beyond it the least recently called target's
+// state is dropped.
+const MaxTargets = 4096
+
 // Merge merges specs into one table, as Dapr merges several Resiliency
 // resources (contract §5.1): for the same policy or target name the later
 // spec wins; Name and Namespace are those of the last spec that has a name.

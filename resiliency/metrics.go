@@ -1,6 +1,9 @@
 package resiliency
 
 import (
+	"strings"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,8 +33,16 @@ var allStates = [...]string{StateClosed, StateHalfOpen, StateOpen, StateUnknown}
 // before the attempt); activations count each retry made, each timeout
 // fired and each breaker state change (status: the new state). A nil
 // *Metrics records nothing. Safe for concurrent use.
+//
+// The target label takes at most maxTargetLabels distinct app ids, as the
+// invocation metrics' app id labels do (proxy/metrics_limit.go); later
+// ones are recorded as "app__other", so calls naming ever new app ids (a
+// default policy applies to every target) cannot grow the series.
 type Metrics struct {
 	appID       string
+	targets     sync.Map   // target → its label, for the targets admitted so far: read on every call without a lock
+	mu          sync.Mutex // held to admit a target
+	admitted    int
 	count       *prometheus.CounterVec
 	activations *prometheus.CounterVec
 	cbState     *prometheus.GaugeVec
@@ -68,21 +79,45 @@ func NewMetrics(reg prometheus.Registerer, appID string) (*Metrics, error) {
 	return m, nil
 }
 
-// targetLabel is Dapr's target label for an app (contract §6.2).
-func targetLabel(target string) string { return "app_" + target }
+// maxTargetLabels is how many distinct targets the metrics name; the
+// invocation metrics' cap on app ids (proxy's maxLabelValues) is the same.
+const maxTargetLabels = 1000
+
+// targetOther is the target label of every target past maxTargetLabels.
+const targetOther = "_other"
+
+// targetLabel is Dapr's target label for an app (contract §6.2), or
+// app__other once maxTargetLabels other targets have been named.
+func (m *Metrics) targetLabel(target string) string {
+	if l, ok := m.targets.Load(target); ok {
+		return l.(string)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.targets.Load(target); ok {
+		return l.(string)
+	}
+	if m.admitted >= maxTargetLabels {
+		return "app_" + targetOther
+	}
+	m.admitted++
+	l := "app_" + target
+	m.targets.Store(target, l)
+	return l
+}
 
 func (m *Metrics) policyUsed(p *Policy, kind, status string) {
 	if m == nil {
 		return
 	}
-	m.count.WithLabelValues(m.appID, p.Resource, kind, p.Namespace, "outbound", targetLabel(p.Target), status).Inc()
+	m.count.WithLabelValues(m.appID, p.Resource, kind, p.Namespace, "outbound", m.targetLabel(p.Target), status).Inc()
 }
 
 func (m *Metrics) activated(p *Policy, kind, status string) {
 	if m == nil {
 		return
 	}
-	m.activations.WithLabelValues(m.appID, p.Resource, kind, p.Namespace, "outbound", targetLabel(p.Target), status).Inc()
+	m.activations.WithLabelValues(m.appID, p.Resource, kind, p.Namespace, "outbound", m.targetLabel(p.Target), status).Inc()
 }
 
 func (m *Metrics) breakerState(p *Policy, state string) {
@@ -94,7 +129,7 @@ func (m *Metrics) breakerState(p *Policy, state string) {
 		if s == state {
 			v = 1
 		}
-		m.cbState.WithLabelValues(m.appID, p.Resource, policyBreaker, p.Namespace, "outbound", targetLabel(p.Target), s).Set(v)
+		m.cbState.WithLabelValues(m.appID, p.Resource, policyBreaker, p.Namespace, "outbound", m.targetLabel(p.Target), s).Set(v)
 	}
 }
 
@@ -102,5 +137,5 @@ func (m *Metrics) budgetRefused(target string) {
 	if m == nil {
 		return
 	}
-	m.refused.WithLabelValues(m.appID, target).Inc()
+	m.refused.WithLabelValues(m.appID, strings.TrimPrefix(m.targetLabel(target), "app_")).Inc()
 }

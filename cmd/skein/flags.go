@@ -50,6 +50,7 @@ type sidecarFlags struct {
 	controlPlaneAddress, xdsMode          string
 	outlierBase, outlierMax               time.Duration
 	apiIdleTimeout, apiReadHeaderTimeout  time.Duration
+	apiMaxIdleConns                       int
 	appHealth                             bool
 	appHealthPath                         string
 	appHealthInterval, appHealthTimeout   time.Duration
@@ -93,6 +94,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.maxBodySize, "max-body-size", "", "largest request body, e.g. 4Mi (empty: unlimited)")
 	fs.StringVar(&f.readBufferSize, "read-buffer-size", "4Ki", "largest request header block on the API port, request line included (larger gets 431)")
 	fs.DurationVar(&f.apiIdleTimeout, "api-idle-timeout", proxy.DefaultAPIIdleTimeout, "close an API keep-alive connection idle this long")
+	fs.IntVar(&f.apiMaxIdleConns, "api-max-idle-connections", proxy.DefaultAPIMaxIdleConns, "most idle keep-alive connections the API port keeps; beyond it the one idle longest is closed")
 	fs.DurationVar(&f.apiReadHeaderTimeout, "api-read-header-timeout", proxy.DefaultAPIReadHeaderTimeout, "longest time to read a request's line and headers on the API port, each request of a connection")
 	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
 	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h1 (keep-alive HTTP/1.1 over TCP, default), h2 (HTTP/2 over TCP) or h3 (HTTP/3 over QUIC, falling back to h2)")
@@ -184,6 +186,9 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 			errs = append(errs, fmt.Errorf("--%s: empty address", a.name))
 		}
 	}
+	if f.apiMaxIdleConns < 1 {
+		errs = append(errs, fmt.Errorf("--api-max-idle-connections: %d is less than 1", f.apiMaxIdleConns))
+	}
 	if f.cores < 0 {
 		errs = append(errs, fmt.Errorf("--cores: %d is negative", f.cores))
 	}
@@ -246,6 +251,7 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 
 		APIIdleTimeout:       f.apiIdleTimeout,
 		APIReadHeaderTimeout: f.apiReadHeaderTimeout,
+		APIMaxIdleConns:      f.apiMaxIdleConns,
 	}, nil
 }
 

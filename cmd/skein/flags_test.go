@@ -38,6 +38,7 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"negative outlier run", []string{"--app-id", "a", "--outlier-consecutive-failures", "-1"}, "--outlier-*"},
 		{"outlier max below base", []string{"--app-id", "a", "--outlier-base-ejection", "1m", "--outlier-max-ejection", "1s"}, "--outlier-*"},
 		{"zero idle timeout", []string{"--app-id", "a", "--api-idle-timeout", "0s"}, "--api-idle-timeout"},
+		{"no idle connections", []string{"--app-id", "a", "--api-max-idle-connections", "0"}, "--api-max-idle-connections"},
 		{"negative header timeout", []string{"--app-id", "a", "--api-read-header-timeout", "-1s"}, "--api-read-header-timeout"},
 		{"zero probe interval", []string{"--app-id", "a", "--app-health-probe-interval", "0"}, "--app-health-probe-interval: 0s is not positive"},
 		{"negative probe timeout", []string{"--app-id", "a", "--app-health-probe-timeout", "-1ms"}, "--app-health-probe-timeout: -1ms is not positive"},
