@@ -80,6 +80,9 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 
 	var specs []*resiliency.Spec
 	for _, sp := range cfg.resiliency {
+		if cfg.namespaced && sp.Namespace != caller.ns {
+			continue
+		}
 		if sp.AppliesTo(caller.app) {
 			specs = append(specs, sp)
 		}

@@ -61,6 +61,11 @@ type Options struct {
 	// PollInterval is how often ConfigDir is re-read; 0 means
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// Cluster: the config and the instances come from a Kubernetes
+	// cluster through SetCluster (with no ConfigDir); no snapshot is
+	// served before the first call, and a registration from the IP of a
+	// pod the cluster knows is shadowed by what the cluster says of it.
+	Cluster bool
 }
 
 // Server is a running control plane: go-control-plane's snapshot cache and
@@ -81,6 +86,10 @@ type Server struct {
 	buildMu sync.Mutex // serialises snapshot builds; guards hashes, version
 	hashes  map[string][sha256.Size]byte
 	version uint64
+
+	clusterMu  sync.Mutex // serialises SetCluster's compiles
+	compiler   *clusterCompiler
+	clusterSet bool // guarded by mu
 
 	mu     sync.Mutex
 	cfg    *dirConfig // last good
@@ -114,6 +123,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Cluster && opts.ConfigDir != "" {
+		return nil, errors.New("a config directory and a cluster: give one source of config")
+	}
 	cfg, err := loadDir(opts.ConfigDir)
 	if err != nil {
 		return nil, err
@@ -128,6 +140,8 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		cfg:    cfg,
 		regs:   map[string]*registration{},
 		nodes:  map[string]appKey{},
+
+		compiler: newClusterCompiler(),
 	}
 	for _, t := range opts.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
@@ -443,6 +457,11 @@ func (s *Server) rebuildLoop(ctx context.Context) {
 // the current config and registrations, and sets those that changed.
 func (s *Server) rebuild(only []string) {
 	s.mu.Lock()
+	if s.opts.Cluster && !s.clusterSet {
+		// Snapshots from half a cluster would drop endpoints and policy.
+		s.mu.Unlock()
+		return
+	}
 	cfg := s.cfg
 	ins := map[appKey][]instance{}
 	for k, eps := range cfg.endpoints {
@@ -450,7 +469,13 @@ func (s *Server) rebuild(only []string) {
 			ins[k] = append(ins[k], staticToInstance(in))
 		}
 	}
+	for k, list := range cfg.cluster {
+		ins[k] = append(ins[k], list...)
+	}
 	for _, r := range s.regs {
+		if cfg.clusterIPs[r.inst.addr.Addr()] {
+			continue // its pod's readiness decides, not the sidecar's lease
+		}
 		ins[r.key] = append(ins[r.key], r.inst)
 	}
 	nodes := map[string]appKey{}
