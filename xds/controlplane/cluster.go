@@ -97,7 +97,7 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 	h := sha256.New()
 	cfg := &dirConfig{
 		access: map[appKey]*rbacRules{}, endpoints: map[appKey]*endpointsSpec{},
-		cluster: map[appKey][]instance{}, clusterIPs: map[netip.Addr]bool{}, namespaced: true,
+		cluster: map[appKey][]instance{}, namespaced: true,
 	}
 	var errs []error
 	seen := map[string]bool{}
@@ -147,7 +147,6 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 			health = corev3.HealthStatus_DRAINING
 		}
 		cfg.cluster[k] = append(cfg.cluster[k], instance{addr: in.Address, id: in.ID, health: health})
-		cfg.clusterIPs[in.Address.Addr()] = true
 		if _, ok := conf[k]; !ok || (!readyConf[k] && in.Health == Ready) {
 			conf[k], readyConf[k] = in.Config, in.Health == Ready
 		}

@@ -54,9 +54,6 @@ type dirConfig struct {
 	// cluster are the instances of the Dapr pods of a Kubernetes cluster
 	// (SetCluster), by app.
 	cluster map[appKey][]instance
-	// clusterIPs are the IPs of those pods, ready or not: a registration
-	// from one is shadowed by what the cluster says of its pod.
-	clusterIPs map[netip.Addr]bool
 	// namespaced: a Resiliency applies only to callers in its namespace,
 	// as Dapr's operator serves a sidecar its own namespace's resources.
 	namespaced bool

@@ -63,8 +63,8 @@ type Options struct {
 	PollInterval time.Duration
 	// Cluster: the config and the instances come from a Kubernetes
 	// cluster through SetCluster (with no ConfigDir); no snapshot is
-	// served before the first call, and a registration from the IP of a
-	// pod the cluster knows is shadowed by what the cluster says of it.
+	// served before the first call, and registrations are accepted but
+	// serve no endpoint: the pods say where an app runs.
 	Cluster bool
 }
 
@@ -472,11 +472,13 @@ func (s *Server) rebuild(only []string) {
 	for k, list := range cfg.cluster {
 		ins[k] = append(ins[k], list...)
 	}
-	for _, r := range s.regs {
-		if cfg.clusterIPs[r.inst.addr.Addr()] {
-			continue // its pod's readiness decides, not the sidecar's lease
+	if !s.opts.Cluster {
+		// On Kubernetes the pods alone say where an app runs, and when it
+		// is ready: a sidecar's registration there only makes its node
+		// known (its pod may be deleted, or not ready, while it runs).
+		for _, r := range s.regs {
+			ins[r.key] = append(ins[r.key], r.inst)
 		}
-		ins[r.key] = append(ins[r.key], r.inst)
 	}
 	nodes := map[string]appKey{}
 	for id, k := range s.nodes {

@@ -1,0 +1,432 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// kubePod is a pod of a test: its object in the API server and, on
+// loopback, its app and its sidecar listening at the pod's IP, as the
+// kubelet would run them.
+type kubePod struct {
+	ns, name, app, ip string
+	peer              int
+	s                 *sidecar
+}
+
+// podPath is the pod's API path.
+func (p *kubePod) path() string { return "/api/v1/namespaces/" + p.ns + "/pods/" + p.name }
+
+// createPod creates a Dapr pod as the injector leaves it (a daprd
+// container with its peer port named dapr-internal), then sets its status
+// as the kubelet would: Running at ip, Ready.
+func (k *kubeAPI) createPod(t *testing.T, ns, name, app, ip string, annotations map[string]string) *kubePod {
+	t.Helper()
+	p := &kubePod{ns: ns, name: name, app: app, ip: ip, peer: freePort(t)}
+	an := map[string]string{"dapr.io/enabled": "true", "dapr.io/app-id": app}
+	for k, v := range annotations {
+		an[k] = v
+	}
+	k.must(t, "POST", "/api/v1/namespaces/"+ns+"/pods", map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": name, "namespace": ns, "annotations": an},
+		"spec": map[string]any{"containers": []any{
+			map[string]any{"name": "app", "image": "app:test"},
+			map[string]any{"name": "daprd", "image": "skein:test", "ports": []any{
+				map[string]any{"name": "dapr-internal", "containerPort": p.peer},
+			}},
+		}},
+	})
+	k.setReady(t, p, true)
+	return p
+}
+
+// setReady sets the pod's status: Running at its IP, Ready or not.
+func (k *kubeAPI) setReady(t *testing.T, p *kubePod, ready bool) {
+	t.Helper()
+	st := "False"
+	if ready {
+		st = "True"
+	}
+	k.must(t, "PATCH", p.path()+"/status", map[string]any{"status": map[string]any{
+		"phase": "Running", "podIP": p.ip, "podIPs": []any{map[string]any{"ip": p.ip}},
+		"conditions": []any{map[string]any{"type": "Ready", "status": st}},
+	}})
+}
+
+// runPod starts the pod's app (answering with X-Instance: ns/name) and
+// its sidecar: the pod's namespace and IP, the peer port at that IP,
+// configured and given its SVID by the control plane.
+func runPod(t *testing.T, cp *controlPlane, p *kubePod) {
+	t.Helper()
+	m := newMesh(t)
+	appPort, _ := m.app(p.ns + "/" + p.name)
+	s := &sidecar{appID: p.app, http: freePort(t), grpc: freePort(t), metrics: freePort(t)}
+	s.proc = m.start("sidecar "+p.ns+"/"+p.name, bin.skein, []string{"NAMESPACE=" + p.ns, "DAPR_HOST_IP=" + p.ip},
+		"sidecar", "--app-id", p.app, "--app-port", strconv.Itoa(appPort),
+		"--dapr-http-port", strconv.Itoa(s.http), "--dapr-grpc-port", strconv.Itoa(s.grpc),
+		"--metrics-port", strconv.Itoa(s.metrics), "--log-level", "debug",
+		"--dapr-internal-grpc-port", strconv.Itoa(p.peer), "--dapr-internal-grpc-listen-address", p.ip,
+		"--control-plane-address", cp.addr, "--join-token", xdsToken)
+	s.waitReady(t)
+	p.s = s
+}
+
+// startKubeControlPlane runs `skein control-plane --kubernetes` against k,
+// with extra flags, and waits until its caches are synced.
+func startKubeControlPlane(t *testing.T, k *kubeAPI, extra ...string) *controlPlane {
+	t.Helper()
+	m := newMesh(t)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	p := m.start("control-plane", bin.skein, nil, append([]string{"control-plane", "--kubernetes", "--kubeconfig", k.kubeconfig,
+		"--listen-address", addr, "--join-token", xdsToken, "--svid-ttl", "1m", "--log-level", "debug"}, extra...)...)
+	waitFor(t, 30*time.Second, "control plane synced with the API server", func() bool {
+		if p.exited() {
+			t.Fatalf("control plane exited: %v\n%s", p.err, p.out)
+		}
+		return strings.Contains(p.out.String(), "cluster state loaded") && strings.Contains(p.out.String(), "control plane listening")
+	})
+	return &controlPlane{proc: p, m: m, addr: addr}
+}
+
+// instancesSeen calls target/echo through s n times and counts the
+// answers by X-Instance ("status NNN" for a non-200 answer).
+func instancesSeen(t *testing.T, s *sidecar, target string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for range n {
+		resp, err := http.Get(s.invokeURL(target, "echo"))
+		if err != nil {
+			seen["error"]++
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			seen["status "+strconv.Itoa(resp.StatusCode)]++
+			continue
+		}
+		seen[resp.Header.Get("X-Instance")]++
+	}
+	return seen
+}
+
+// untilSeen polls (up to 20 s) until n calls in a row all reach the
+// instances want lists, each at least once; it fails the test otherwise.
+func untilSeen(t *testing.T, s *sidecar, target string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	start := time.Now()
+	for {
+		seen := instancesSeen(t, s, target, 12*len(want))
+		ok := len(seen) == len(want)
+		for _, w := range want {
+			ok = ok && seen[w] > 0
+		}
+		if ok {
+			t.Logf("%s → %s: only %v after %s", s.appID, target, want, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s → %s: saw %v, want exactly %v", s.appID, target, seen, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const kubeCalleeConfig = `apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: callee-config
+  namespace: shop
+spec:
+  accessControl:
+    defaultAction: allow
+    trustDomain: public
+    policies:
+    - appId: caller
+      namespace: shop
+      trustDomain: public
+      defaultAction: allow
+      operations:
+      - name: /admin
+        httpVerb: ["*"]
+        action: deny
+`
+
+const kubeRetry = `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: retry-callee
+  namespace: shop
+scopes: [caller]
+spec:
+  policies:
+    retries:
+      thrice:
+        policy: constant
+        duration: 10ms
+        maxRetries: 3
+        matching:
+          httpStatusCodes: "503"
+  targets:
+    apps:
+      callee:
+        retry: thrice
+`
+
+// TestKubernetesControlPlane: `skein control-plane --kubernetes` against a
+// real kube-apiserver. The test plays the kubelet and the endpoint
+// controller (pod status, EndpointSlices); the control plane watches pods,
+// slices and Dapr's resources for real, and sidecars running as the
+// pods, at the pods' IPs on loopback, call each other over mTLS with the
+// access policy and resiliency of the cluster's CRs.
+func TestKubernetesControlPlane(t *testing.T) {
+	k := startKubeAPI(t)
+	for _, ns := range []string{"shop", "other"} {
+		k.must(t, "POST", "/api/v1/namespaces", map[string]any{"metadata": map[string]any{"name": ns}})
+	}
+	crd := func(method, path, doc string) {
+		t.Helper()
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		k.must(t, method, path, obj)
+	}
+	crd("POST", "/apis/dapr.io/v1alpha1/namespaces/shop/configurations", kubeCalleeConfig)
+	crd("POST", "/apis/dapr.io/v1alpha1/namespaces/shop/resiliencies", kubeRetry)
+
+	// Pod IPs: a loopback /24 of this test's own.
+	net := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(100), 1+rand.IntN(250))
+	cfg := map[string]string{"dapr.io/config": "callee-config"}
+	caller := k.createPod(t, "shop", "caller-0", "caller", net+"2", nil)
+	callee0 := k.createPod(t, "shop", "callee-0", "callee", net+"3", cfg)
+	callee1 := k.createPod(t, "shop", "callee-1", "callee", net+"4", cfg)
+	stranger := k.createPod(t, "other", "callee-0", "callee", net+"5", nil)
+
+	cp := startKubeControlPlane(t, k)
+	for _, p := range []*kubePod{caller, callee0, callee1, stranger} {
+		runPod(t, cp, p)
+	}
+	a := caller.s
+
+	t.Run("calls flow over mTLS to the pods of the app, in its namespace", func(t *testing.T) {
+		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+		resp, body := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee", "echo"), nil))
+		if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("Dapr-Caller-App-Id") != "caller" {
+			t.Errorf("caller→callee: %d, caller %q", resp.StatusCode, e.Header.Get("Dapr-Caller-App-Id"))
+		}
+		// The same app id in another namespace is another app.
+		untilSeen(t, a, "callee.other", "other/callee-0")
+		opened := callee0.s.metric(t, "skein_peer_connections_opened_total", `transport="h1"`) +
+			callee1.s.metric(t, "skein_peer_connections_opened_total", `transport="h1"`)
+		if opened < 1 {
+			t.Errorf("the callee pods accepted %v mTLS connections", opened)
+		}
+		for _, p := range []*kubePod{caller, callee0, stranger} {
+			id := "spiffe://public/ns/" + p.ns + "/" + p.app
+			if !strings.Contains(cp.out.String(), id) {
+				t.Errorf("the control plane signed no SVID %s", id)
+			}
+		}
+		st := cp.status(t)
+		if n := len(st["clusterInstances"].([]any)); n != 4 {
+			t.Errorf("status lists %d cluster instances, want 4: %v", n, st["clusterInstances"])
+		}
+	})
+
+	t.Run("access policy from the Configuration the pods name", func(t *testing.T) {
+		if resp, _ := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee", "admin"), nil)); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("caller→callee/admin: %d, want 403 (callee-config denies it)", resp.StatusCode)
+		}
+		// other/callee's pod names no Configuration: no policy.
+		if resp, _ := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee.other", "admin"), nil)); resp.StatusCode != http.StatusOK {
+			t.Errorf("caller→callee.other/admin: %d, want 200", resp.StatusCode)
+		}
+	})
+
+	t.Run("resiliency from the Resiliency scoped to the caller", func(t *testing.T) {
+		key := "k" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		req := newRequest(t, http.MethodGet, a.invokeURL("callee", "flaky?fail=1&status=503"), nil)
+		req.Header.Set("X-Count-Key", key)
+		if resp, _ := do(t, req); resp.StatusCode != http.StatusOK {
+			t.Errorf("caller→callee/flaky (first try 503 on each instance): %d, want 200 after retries", resp.StatusCode)
+		}
+		// Scoped to caller: callee.other's sidecar calling shop's callee
+		// gets no retries (and another namespace's Resiliency never applies).
+		req = newRequest(t, http.MethodGet, stranger.s.invokeURL("callee.shop", "flaky?fail=1&status=503"), nil)
+		req.Header.Set("X-Count-Key", key+"-stranger")
+		if resp, _ := do(t, req); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("other/callee→callee.shop/flaky: %d, want 503 (no retry policy for it)", resp.StatusCode)
+		}
+	})
+
+	t.Run("readiness from the pod, then from its EndpointSlice", func(t *testing.T) {
+		k.setReady(t, callee1, false)
+		untilSeen(t, a, "callee", "shop/callee-0")
+		k.setReady(t, callee1, true)
+		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+
+		// The endpoint controller's view wins over the pod's condition.
+		// The API server refuses loopback addresses in a slice; the control
+		// plane reads the slice's targetRef and conditions, not its address.
+		slice := map[string]any{
+			"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+			"metadata":    map[string]any{"name": "callee-dapr-x1", "namespace": "shop", "labels": map[string]any{"kubernetes.io/service-name": "callee-dapr"}},
+			"addressType": "IPv4",
+			"endpoints": []any{map[string]any{
+				"addresses":  []any{"192.0.2.4"},
+				"conditions": map[string]any{"ready": false, "serving": false, "terminating": false},
+				"targetRef":  map[string]any{"kind": "Pod", "namespace": "shop", "name": "callee-1"},
+			}},
+		}
+		k.must(t, "POST", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices", slice)
+		untilSeen(t, a, "callee", "shop/callee-0")
+		k.must(t, "PATCH", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/callee-dapr-x1", map[string]any{
+			"endpoints": []any{map[string]any{
+				"addresses":  []any{"192.0.2.4"},
+				"conditions": map[string]any{"ready": true, "serving": true, "terminating": false},
+				"targetRef":  map[string]any{"kind": "Pod", "namespace": "shop", "name": "callee-1"},
+			}},
+		})
+		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+	})
+
+	t.Run("a change to the Configuration reaches the sidecars", func(t *testing.T) {
+		if resp, _ := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee", "reports"), nil)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("caller→callee/reports before the change: %d, want 200", resp.StatusCode)
+		}
+		start := time.Now()
+		k.must(t, "PATCH", "/apis/dapr.io/v1alpha1/namespaces/shop/configurations/callee-config", map[string]any{
+			"spec": map[string]any{"accessControl": map[string]any{"policies": []any{map[string]any{
+				"appId": "caller", "namespace": "shop", "trustDomain": "public", "defaultAction": "allow",
+				"operations": []any{
+					map[string]any{"name": "/admin", "httpVerb": []any{"*"}, "action": "deny"},
+					map[string]any{"name": "/reports", "httpVerb": []any{"*"}, "action": "deny"},
+				},
+			}}}},
+		})
+		took := untilStatus(t, a, "callee", "reports", http.StatusForbidden, start, nil)
+		t.Logf("the Configuration change took effect after %s", took)
+	})
+
+	t.Run("a Configuration Skein refuses keeps its last good form", func(t *testing.T) {
+		// A wildcard inside a path has no RBAC equivalent in the xDS
+		// subset: the API server accepts it, Skein refuses it, and the
+		// deny above still applies.
+		k.must(t, "PATCH", "/apis/dapr.io/v1alpha1/namespaces/shop/configurations/callee-config", map[string]any{
+			"spec": map[string]any{"accessControl": map[string]any{"policies": []any{map[string]any{
+				"appId": "caller", "namespace": "shop", "trustDomain": "public", "defaultAction": "allow",
+				"operations": []any{map[string]any{"name": "/a/*/b", "httpVerb": []any{"*"}, "action": "deny"}},
+			}}}},
+		})
+		waitFor(t, 10*time.Second, "the refusal in the status", func() bool {
+			return strings.Contains(fmt.Sprint(cp.status(t)["configError"]), "Configuration shop/callee-config")
+		})
+		if resp, _ := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee", "reports"), nil)); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("caller→callee/reports after a refused change: %d, want 403 (the last good policy)", resp.StatusCode)
+		}
+	})
+
+	t.Run("deleting a pod removes its endpoint", func(t *testing.T) {
+		k.must(t, "DELETE", callee1.path(), map[string]any{"gracePeriodSeconds": 0})
+		// Its sidecar still runs and still renews its registration with
+		// the control plane: on Kubernetes only the cluster says where an
+		// app runs.
+		untilSeen(t, a, "callee", "shop/callee-0")
+		if callee1.s.exited() {
+			t.Errorf("callee-1's sidecar exited")
+		}
+	})
+
+	t.Run("the API server calls the injection webhook", func(t *testing.T) {
+		testKubeWebhook(t, k)
+	})
+}
+
+// testKubeWebhook registers deploy/webhook.yaml's MutatingWebhookConfiguration
+// (pointed at a control plane's --webhook-listen on loopback, with the
+// test's CA bundle) and creates a Dapr pod: the API server calls the
+// webhook, and the stored pod has the sidecar.
+func testKubeWebhook(t *testing.T, k *kubeAPI) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := webhookCert(t, dir)
+	caPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hookAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	startKubeControlPlane(t, k, "--webhook-listen", hookAddr, "--webhook-cert", certFile, "--webhook-key", keyFile)
+
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "webhook.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hook *admissionregistrationv1.MutatingWebhookConfiguration
+	for doc := range strings.SplitSeq(string(b), "\n---\n") {
+		var head struct{ Kind string }
+		if yaml.Unmarshal([]byte(doc), &head) == nil && head.Kind == "MutatingWebhookConfiguration" {
+			hook = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			if err := yaml.UnmarshalStrict([]byte(doc), hook); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if hook == nil || len(hook.Webhooks) != 1 {
+		t.Fatalf("deploy/webhook.yaml: want one MutatingWebhookConfiguration with one webhook, got %v", hook)
+	}
+	url := "https://" + hookAddr + "/mutate"
+	hook.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM}
+	hook.APIVersion, hook.Kind = "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"
+	k.must(t, "POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", hook)
+	k.must(t, "POST", "/api/v1/namespaces", map[string]any{"metadata": map[string]any{"name": "injected"}})
+
+	pod := func(name string) map[string]any {
+		return map[string]any{
+			"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]any{"name": name, "namespace": "injected", "annotations": map[string]any{
+				"dapr.io/enabled": "true", "dapr.io/app-id": "orders", "dapr.io/app-port": "8080",
+			}},
+			"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "orders:1"}}},
+		}
+	}
+	containers := func(b []byte) []string {
+		var p corev1.Pod
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatalf("pod: %v: %s", err, b)
+		}
+		var out []string
+		for _, c := range p.Spec.Containers {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	// The API server picks up a new webhook configuration within a moment:
+	// dry runs (which call webhooks without side effects) until it does.
+	waitFor(t, 30*time.Second, "the API server to call the webhook", func() bool {
+		code, b := k.try("POST", "/api/v1/namespaces/injected/pods?dryRun=All", pod("orders-dry"), "")
+		return code == http.StatusCreated && strings.Contains(strings.Join(containers(b), ","), "daprd")
+	})
+	k.must(t, "POST", "/api/v1/namespaces/injected/pods", pod("orders-0"))
+	stored := k.must(t, "GET", "/api/v1/namespaces/injected/pods/orders-0", nil)
+	if got := containers(stored); strings.Join(got, ",") != "app,daprd" {
+		t.Errorf("stored pod's containers: %v, want app and daprd", got)
+	}
+	var p corev1.Pod
+	_ = json.Unmarshal(stored, &p)
+	if p.Labels["dapr.io/sidecar-injected"] != "true" {
+		t.Errorf("stored pod's labels: %v, want dapr.io/sidecar-injected", p.Labels)
+	}
+}
