@@ -162,7 +162,11 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, s.xds)
-	log.Info("config loaded", "dir", opts.ConfigDir, "version", cfg.version)
+	if opts.Cluster {
+		log.Info("config from the cluster: no snapshot until its state is loaded")
+	} else {
+		log.Info("config loaded", "dir", opts.ConfigDir, "version", cfg.version)
+	}
 	return s, nil
 }
 
