@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,26 +123,55 @@ func instancesSeen(t *testing.T, s *sidecar, target string, n int) map[string]in
 	return seen
 }
 
-// untilSeen polls (up to 20 s) until n calls in a row all reach the
-// instances want lists, each at least once; it fails the test otherwise.
-func untilSeen(t *testing.T, s *sidecar, target string, want ...string) {
+// untilEndpoints polls (up to 20 s) until the sidecar s knows exactly
+// the peer addresses of pods for target (key: "<app-id>.<namespace>" in its
+// /v1.0/metadata), then checks that calls reach those pods only; with
+// all, until each of them has answered. It fails the test otherwise.
+func untilEndpoints(t *testing.T, s *sidecar, target, key string, all bool, pods ...*kubePod) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	var want []string
+	names := map[string]bool{}
+	for _, p := range pods {
+		want = append(want, p.ip+":"+strconv.Itoa(p.peer))
+		names[p.ns+"/"+p.name] = true
+	}
+	slices.Sort(want)
 	start := time.Now()
+	deadline := start.Add(20 * time.Second)
+	var got []string
 	for {
-		seen := instancesSeen(t, s, target, 12*len(want))
-		ok := len(seen) == len(want)
-		for _, w := range want {
-			ok = ok && seen[w] > 0
+		// The resolver learns a name at its first call.
+		instancesSeen(t, s, target, 1)
+		got = nil
+		if list, ok := s.metadata(t)["instances"].(map[string]any)[key].([]any); ok {
+			for _, a := range list {
+				got = append(got, fmt.Sprint(a))
+			}
 		}
-		if ok {
-			t.Logf("%s → %s: only %v after %s", s.appID, target, want, time.Since(start).Round(time.Millisecond))
+		slices.Sort(got)
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's endpoints of %s: %v, want %v", s.appID, key, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s knows %s at %v after %s", s.appID, key, want, time.Since(start).Round(time.Millisecond))
+	seen := map[string]int{}
+	for {
+		for inst, n := range instancesSeen(t, s, target, 12) {
+			if !names[inst] {
+				t.Fatalf("%s → %s: %d answers from %q, want only %v", s.appID, target, n, inst, want)
+			}
+			seen[inst] += n
+		}
+		if !all || len(seen) == len(names) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s → %s: saw %v, want exactly %v", s.appID, target, seen, want)
+			t.Fatalf("%s → %s: answers %v, want each of %v", s.appID, target, seen, want)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -223,13 +253,13 @@ func TestKubernetesControlPlane(t *testing.T) {
 	a := caller.s
 
 	t.Run("calls flow over mTLS to the pods of the app, in its namespace", func(t *testing.T) {
-		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+		untilEndpoints(t, a, "callee", "callee.shop", true, callee0, callee1)
 		resp, body := do(t, newRequest(t, http.MethodGet, a.invokeURL("callee", "echo"), nil))
 		if e := decodeEcho(t, body); resp.StatusCode != 200 || e.Header.Get("Dapr-Caller-App-Id") != "caller" {
 			t.Errorf("caller→callee: %d, caller %q", resp.StatusCode, e.Header.Get("Dapr-Caller-App-Id"))
 		}
 		// The same app id in another namespace is another app.
-		untilSeen(t, a, "callee.other", "other/callee-0")
+		untilEndpoints(t, a, "callee.other", "callee.other", true, stranger)
 		opened := callee0.s.metric(t, "skein_peer_connections_opened_total", `transport="h1"`) +
 			callee1.s.metric(t, "skein_peer_connections_opened_total", `transport="h1"`)
 		if opened < 1 {
@@ -275,9 +305,9 @@ func TestKubernetesControlPlane(t *testing.T) {
 
 	t.Run("readiness from the pod, then from its EndpointSlice", func(t *testing.T) {
 		k.setReady(t, callee1, false)
-		untilSeen(t, a, "callee", "shop/callee-0")
+		untilEndpoints(t, a, "callee", "callee.shop", false, callee0)
 		k.setReady(t, callee1, true)
-		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+		untilEndpoints(t, a, "callee", "callee.shop", false, callee0, callee1)
 
 		// The endpoint controller's view wins over the pod's condition.
 		// The API server refuses loopback addresses in a slice; the control
@@ -293,7 +323,7 @@ func TestKubernetesControlPlane(t *testing.T) {
 			}},
 		}
 		k.must(t, "POST", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices", slice)
-		untilSeen(t, a, "callee", "shop/callee-0")
+		untilEndpoints(t, a, "callee", "callee.shop", false, callee0)
 		k.must(t, "PATCH", "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/callee-dapr-x1", map[string]any{
 			"endpoints": []any{map[string]any{
 				"addresses":  []any{"192.0.2.4"},
@@ -301,7 +331,7 @@ func TestKubernetesControlPlane(t *testing.T) {
 				"targetRef":  map[string]any{"kind": "Pod", "namespace": "shop", "name": "callee-1"},
 			}},
 		})
-		untilSeen(t, a, "callee", "shop/callee-0", "shop/callee-1")
+		untilEndpoints(t, a, "callee", "callee.shop", false, callee0, callee1)
 	})
 
 	t.Run("a change to the Configuration reaches the sidecars", func(t *testing.T) {
@@ -345,7 +375,7 @@ func TestKubernetesControlPlane(t *testing.T) {
 		// Its sidecar still runs and still renews its registration with
 		// the control plane: on Kubernetes only the cluster says where an
 		// app runs.
-		untilSeen(t, a, "callee", "shop/callee-0")
+		untilEndpoints(t, a, "callee", "callee.shop", false, callee0)
 		if callee1.s.exited() {
 			t.Errorf("callee-1's sidecar exited")
 		}

@@ -11,7 +11,8 @@
 # Jaeger v1.76.0 (cmd/jaeger, v2 all-in-one): ~2 min download, ~4 min compile on a cold cache.
 # h2spec v2.2.1 (HTTP/2 conformance, test/h2spec_test.go): ~5 s download, ~10 s compile.
 # Kubernetes v1.37.2 kube-apiserver + etcd v3.7.3 (test/kube_test.go, run as envtest does):
-# KUBE_BUILD_TIMES_PLACEHOLDER
+# ~1 min etcd and ~520 CPU-seconds kube-apiserver compile on a cold cache (~5 min on 2 idle cores;
+# 31 min measured here beside four other builds), peak 2.8 GB RAM, GOCACHE +3 GB; modules ~2 min.
 # Prometheus + promtool: Debian's package (apt-get, ~15 s), when not already installed.
 # Dapr JavaScript SDK (@dapr/dapr, pinned in test/js/package.json): npm ci in test/js from its
 # package-lock.json (~10 s; offline from ~/.npm once cached). Needs Node.js and npm.
