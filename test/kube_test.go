@@ -43,7 +43,9 @@ func (k *kubeAPI) createPod(t *testing.T, ns, name, app, ip string, annotations 
 	k.must(t, "POST", "/api/v1/namespaces/"+ns+"/pods", map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": name, "namespace": ns, "annotations": an},
-		"spec": map[string]any{"containers": []any{
+		// The pod's identity: a service account named for its app (no
+		// admission plugin checks that it exists; the token test makes one).
+		"spec": map[string]any{"serviceAccountName": app, "containers": []any{
 			map[string]any{"name": "app", "image": "app:test"},
 			map[string]any{"name": "daprd", "image": "skein:test", "ports": []any{
 				map[string]any{"name": "dapr-internal", "containerPort": p.peer},
@@ -378,6 +380,42 @@ func TestKubernetesControlPlane(t *testing.T) {
 		untilEndpoints(t, a, "callee", "callee.shop", false, callee0)
 		if callee1.s.exited() {
 			t.Errorf("callee-1's sidecar exited")
+		}
+	})
+
+	t.Run("service-account tokens bound to a pod pass TokenReview", func(t *testing.T) {
+		// What sidecars will prove their pod with (issue 13, point 2):
+		// the API server issues and reviews projected tokens here.
+		var pod corev1.Pod
+		if err := json.Unmarshal(k.must(t, "GET", caller.path(), nil), &pod); err != nil {
+			t.Fatal(err)
+		}
+		k.must(t, "POST", "/api/v1/namespaces/shop/serviceaccounts", map[string]any{"metadata": map[string]any{"name": "caller"}})
+		var tr struct{ Status struct{ Token string } }
+		_ = json.Unmarshal(k.must(t, "POST", "/api/v1/namespaces/shop/serviceaccounts/caller/token", map[string]any{
+			"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+			"spec": map[string]any{"audiences": []any{"skein"}, "expirationSeconds": 600,
+				"boundObjectRef": map[string]any{"apiVersion": "v1", "kind": "Pod", "name": pod.Name, "uid": string(pod.UID)}},
+		}), &tr)
+		if tr.Status.Token == "" {
+			t.Fatal("TokenRequest returned no token")
+		}
+		var rev struct {
+			Status struct {
+				Authenticated bool
+				User          struct {
+					Username string
+					Extra    map[string][]string
+				}
+			}
+		}
+		_ = json.Unmarshal(k.must(t, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", map[string]any{
+			"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+			"spec": map[string]any{"token": tr.Status.Token, "audiences": []any{"skein"}},
+		}), &rev)
+		u := rev.Status.User
+		if !rev.Status.Authenticated || u.Username != "system:serviceaccount:shop:caller" || !slices.Contains(u.Extra["authentication.kubernetes.io/pod-name"], "caller-0") {
+			t.Errorf("TokenReview: %+v, want authenticated as shop's caller in pod caller-0", rev.Status)
 		}
 	})
 
