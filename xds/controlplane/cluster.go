@@ -81,9 +81,10 @@ type clusterCompiler struct {
 }
 
 type compiled[T any] struct {
-	sum [sha256.Size]byte
-	v   T
-	err error // of the last change, nil once it compiled
+	sum  [sha256.Size]byte
+	v    T
+	good bool  // v is a good form (some version compiled)
+	err  error // of the last change, nil once it compiled
 }
 
 func newClusterCompiler() *clusterCompiler {
@@ -100,6 +101,11 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 		cluster: map[appKey][]instance{}, namespaced: true,
 	}
 	var errs []error
+	// Sorted, so that the version and the errors follow the content,
+	// not the order the caches list it in.
+	byKey := func(a, b Resource) int { return strings.Compare(a.key(), b.key()) }
+	c.Configurations = slices.SortedFunc(slices.Values(c.Configurations), byKey)
+	c.Resiliencies = slices.SortedFunc(slices.Values(c.Resiliencies), byKey)
 	seen := map[string]bool{}
 	for _, r := range c.Configurations {
 		seen[r.key()] = true
@@ -157,7 +163,7 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 			continue
 		}
 		c, ok := cc.access[k.ns+"/"+name]
-		if !ok || (c.v == nil && c.err != nil) {
+		if !c.good {
 			// Dapr's sidecar does not start without the Configuration its
 			// pod names; here the app takes no call until it exists (or
 			// compiles), rather than every call.
@@ -168,7 +174,7 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 			}
 			continue
 		}
-		if c.v != nil {
+		if c.v != nil { // nil: no accessControl, every call allowed
 			cfg.access[k] = c.v
 		}
 	}
@@ -190,7 +196,7 @@ func update[T any](m map[string]compiled[T], r Resource, compile func(Resource) 
 		m[r.key()] = old
 		return err
 	}
-	m[r.key()] = compiled[T]{sum: sum, v: v}
+	m[r.key()] = compiled[T]{sum: sum, v: v, good: true}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,9 +121,26 @@ func TestClusterCompile(t *testing.T) {
 		}
 	})
 
+	t.Run("a refused change to a Configuration without accessControl keeps allowing", func(t *testing.T) {
+		cc := newClusterCompiler()
+		open := c
+		open.Configurations = []Resource{{Namespace: "shop", Name: "guard", Spec: []byte(`{"tracing":{"samplingRate":"1"}}`)}}
+		if cfg, _ := cc.compile(open); cfg.access[appKey{"callee", "shop"}] != nil {
+			t.Fatal("a Configuration without accessControl gave rules")
+		}
+		open.Configurations = []Resource{{Namespace: "shop", Name: "guard", Spec: []byte(`{"accessControl":{"defaultAction":"allow","policies":[{"appId":"caller","operations":[{"name":"/a/*/b","action":"deny"}]}]}}`)}}
+		cfg, err := cc.compile(open)
+		if err == nil || cfg.access[appKey{"callee", "shop"}] != nil {
+			t.Errorf("after a refused change: rules %v, error %v; want still none, and the error", cfg.access[appKey{"callee", "shop"}], err)
+		}
+	})
+
 	t.Run("the version follows the content", func(t *testing.T) {
 		a, _ := newClusterCompiler().compile(c)
-		b, _ := newClusterCompiler().compile(c)
+		shuffled := c
+		shuffled.Instances = slices.Clone(c.Instances)
+		slices.Reverse(shuffled.Instances)
+		b, _ := newClusterCompiler().compile(shuffled)
 		moved := c
 		moved.Instances = append([]ClusterInstance{}, c.Instances...)
 		moved.Instances[0].Health = NotReady
