@@ -151,7 +151,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	w.log.Info("kubernetes caches synced", "took", time.Since(start).Round(time.Millisecond))
 	for {
-		// Drain a kick from the initial list: the state read next has it.
+		// A change signalled before this read is in it: drop its kick.
 		select {
 		case <-w.kick:
 		default:
