@@ -20,6 +20,7 @@ func TestImportDirection(t *testing.T) {
 		{"telemetry", []string{"proxy", "discovery", "identity", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
 		{"identity", []string{"proxy", "discovery", "telemetry", "cmd/skein", "examples", "xds"}, "a concern package: stdlib and third party only"},
 		{"xds/controlplane", []string{"proxy", "cmd/skein", "examples", "telemetry"}, "the control plane reads concern packages' config, never the data path"},
+		{"xds/controlplane/kube", []string{"proxy", "cmd/skein", "examples", "telemetry"}, "the control plane's Kubernetes source, never the data path"},
 		{"resiliency", []string{"proxy", "discovery", "telemetry", "identity", "cmd/skein", "examples"}, "a concern package: stdlib and third party only"},
 		{"identity/access", []string{"proxy", "discovery", "telemetry", "cmd/skein", "examples"}, "pure policy decisions: no data path"},
 		{"ratelimit", []string{"proxy", "discovery", "telemetry", "identity", "resiliency", "cmd/skein", "examples"}, "pure rate decisions: no data path"},

@@ -14,17 +14,20 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/klog/v2"
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
 	"github.com/skeinmesh/skein/xds/controlplane"
+	"github.com/skeinmesh/skein/xds/controlplane/kube"
 )
 
 // cmdControlPlane runs `skein control-plane`: the reference xDS control
@@ -36,7 +39,8 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 		listen, configDir, td, caDir, tokenFile, logLevel string
 		tokens                                            stringList
 		svidTTL, leaseTTL                                 time.Duration
-		logJSON                                           bool
+		logJSON, kubernetes                               bool
+		kubeconfig                                        string
 	)
 	fs.StringVar(&listen, "listen-address", "", "HOST:PORT to serve ADS (gRPC, TLS or cleartext), the registry and the CA (HTTPS) on (required)")
 	fs.StringVar(&configDir, "config-dir", "", "directory of Dapr YAML (Configuration, Resiliency), Endpoints resources and raw xDS JSON, watched")
@@ -46,6 +50,8 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&tokenFile, "join-token-file", "", "file of join tokens, one per line")
 	fs.DurationVar(&svidTTL, "svid-ttl", controlplane.DefaultSVIDTTL, "lifetime of the SVIDs the CA signs")
 	fs.DurationVar(&leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long a registration lives without a heartbeat")
+	fs.BoolVar(&kubernetes, "kubernetes", false, "take instances and Dapr resources from the Kubernetes API server (in-cluster config, or --kubeconfig) instead of --config-dir")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file to reach the API server with, instead of the pod's service account")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
 	wh := addWebhookFlags(fs) // the sidecar injection webhook (webhook.go)
@@ -69,6 +75,12 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	if svidTTL < time.Second || leaseTTL < time.Second {
 		errs = append(errs, errors.New("--svid-ttl and --lease-ttl: at least 1s"))
+	}
+	if kubernetes && configDir != "" {
+		errs = append(errs, errors.New("--kubernetes and --config-dir: give one source of config"))
+	}
+	if kubeconfig != "" && !kubernetes {
+		errs = append(errs, errors.New("--kubeconfig: only with --kubernetes"))
 	}
 	if err := wh.check(); err != nil {
 		errs = append(errs, err)
@@ -98,10 +110,18 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	srv, err := controlplane.New(controlplane.Options{
 		ConfigDir: configDir, TrustDomain: trust, CADir: caDir, Tokens: all, SVIDTTL: svidTTL, LeaseTTL: leaseTTL,
+		Cluster: kubernetes,
 	}, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
 		return 2
+	}
+	var cluster *kube.Watcher
+	if kubernetes {
+		if cluster, err = kubeWatcher(kubeconfig, srv, log); err != nil {
+			fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
+			return 1
+		}
 	}
 	if len(all) == 0 {
 		log.Warn("no join token given: registrations and SVID requests will all be refused (--join-token)")
@@ -113,11 +133,63 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := wh.serveWith(ctx, log, func(ctx context.Context) error { return srv.Serve(ctx, ln) }); err != nil {
+	serve := func(ctx context.Context) error { return srv.Serve(ctx, ln) }
+	if cluster != nil {
+		serve = func(ctx context.Context) error { return serveWatching(ctx, srv, ln, cluster) }
+	}
+	if err := wh.serveWith(ctx, log, serve); err != nil {
 		log.Error("control plane failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// kubeWatcher connects to the API server and checks that every watched
+// resource can be listed: a missing CRD or permission fails the start.
+func kubeWatcher(kubeconfig string, srv *controlplane.Server, log *slog.Logger) (*kube.Watcher, error) {
+	// client-go logs through klog; send it to our logger (klog's state
+	// is global: wiring, so it is set here).
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	cfg, err := kube.RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	w, err := kube.New(cfg, srv.SetCluster, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Check(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// serveWatching serves the control plane and runs the cluster's watch
+// until ctx ends or either fails.
+func serveWatching(ctx context.Context, srv *controlplane.Server, ln net.Listener, w *kube.Watcher) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		defer cancel()
+		errc <- srv.Serve(ctx, ln)
+	})
+	wg.Go(func() {
+		defer cancel()
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("kubernetes watch: %w", err)
+		}
+	})
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // readTokenFile reads one token per line; blank lines and # comments are

@@ -26,6 +26,8 @@ func TestControlPlaneRejectsBadFlags(t *testing.T) {
 		{"short ttl", []string{"--listen-address", "127.0.0.1:0", "--svid-ttl", "10ms"}, "--svid-ttl"},
 		{"missing token file", []string{"--listen-address", "127.0.0.1:0", "--join-token-file", "/nonexistent"}, "--join-token-file"},
 		{"invalid config dir", []string{"--listen-address", "127.0.0.1:0", "--config-dir", filepath.Dir(bad)}, "spec.loadBalancing"},
+		{"kubernetes and a config dir", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--config-dir", t.TempDir()}, "--kubernetes and --config-dir"},
+		{"kubeconfig alone", []string{"--listen-address", "127.0.0.1:0", "--kubeconfig", "/nonexistent"}, "--kubeconfig: only with --kubernetes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -33,6 +35,37 @@ func TestControlPlaneRejectsBadFlags(t *testing.T) {
 			code := run(append([]string{"control-plane"}, tt.args...), &out, &errb)
 			if code != 2 || !strings.Contains(errb.String(), tt.want) || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
 				t.Errorf("exit %d, stderr %q: want 2 and one line naming %q", code, errb.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestControlPlaneKubernetesStartErrors: with --kubernetes, an API server
+// that cannot be reached or configured fails the start (exit 1) with the
+// reason, before the control plane listens.
+func TestControlPlaneKubernetesStartErrors(t *testing.T) {
+	t.Setenv("SKEIN_HOME", t.TempDir())
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"+
+		"contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\ncurrent-context: c\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not in a cluster", nil, "in-cluster config (give --kubeconfig outside a cluster)"},
+		{"missing kubeconfig", []string{"--kubeconfig", "/nonexistent/kubeconfig"}, "kubeconfig:"},
+		{"unreachable API server", []string{"--kubeconfig", kc}, "list /v1, Resource=pods"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(append([]string{"control-plane", "--listen-address", "127.0.0.1:0", "--kubernetes"}, tt.args...), &out, &errb)
+			if code != 1 || !strings.Contains(errb.String(), tt.want) {
+				t.Errorf("exit %d, stderr %q: want 1 and %q", code, errb.String(), tt.want)
 			}
 		})
 	}

@@ -43,6 +43,8 @@ type Status struct {
 	TrustDomain   string           `json:"trustDomain"`
 	Nodes         []string         `json:"nodes"`
 	Instances     []StatusInstance `json:"instances"`
+	// ClusterInstances are the Dapr pods of the cluster (Options.Cluster).
+	ClusterInstances []StatusInstance `json:"clusterInstances,omitempty"`
 }
 
 // StatusInstance is one live registration.
@@ -51,7 +53,8 @@ type StatusInstance struct {
 	Namespace string    `json:"namespace"`
 	Address   string    `json:"address"`
 	ID        string    `json:"id"`
-	Expires   time.Time `json:"expires"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Health    string    `json:"health,omitempty"`
 }
 
 // Handler is the control plane's HTTPS handler: gRPC (ADS) by content
@@ -237,9 +240,18 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	for _, r := range s.regs {
 		st.Instances = append(st.Instances, StatusInstance{AppID: r.key.app, Namespace: r.key.ns, Address: r.inst.addr.String(), ID: r.inst.id, Expires: r.expires})
 	}
+	for k, list := range s.cfg.cluster {
+		for _, in := range list {
+			st.ClusterInstances = append(st.ClusterInstances, StatusInstance{AppID: k.app, Namespace: k.ns, Address: in.addr.String(), ID: in.id, Health: in.health.String()})
+		}
+	}
 	s.mu.Unlock()
 	sort.Strings(st.Nodes)
 	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].ID < st.Instances[j].ID })
+	sort.Slice(st.ClusterInstances, func(i, j int) bool {
+		a, b := st.ClusterInstances[i], st.ClusterInstances[j]
+		return a.Namespace+"/"+a.ID < b.Namespace+"/"+b.ID
+	})
 	writeJSON(w, st)
 }
 

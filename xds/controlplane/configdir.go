@@ -51,6 +51,12 @@ type dirConfig struct {
 	endpoints map[appKey]*endpointsSpec
 	// raw are xDS resources given as JSON files, served as they are.
 	raw []proto.Message
+	// cluster are the instances of the Dapr pods of a Kubernetes cluster
+	// (SetCluster), by app.
+	cluster map[appKey][]instance
+	// namespaced: a Resiliency applies only to callers in its namespace,
+	// as Dapr's operator serves a sidecar its own namespace's resources.
+	namespaced bool
 }
 
 // envelope is the part of a Dapr resource every kind shares.
@@ -152,11 +158,7 @@ func loadDir(dir string) (*dirConfig, error) {
 			errs = append(errs, err)
 		}
 		for _, sp := range cfg.resiliency {
-			for name, b := range sp.Policies.CircuitBreakers {
-				if _, err := tripThreshold(b.Trip); err != nil {
-					errs = append(errs, fmt.Errorf("resiliency %s: policies.circuitBreakers.%s.trip: %w", sp.Name, name, err))
-				}
-			}
+			errs = append(errs, checkTrips(sp))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -164,6 +166,18 @@ func loadDir(dir string) (*dirConfig, error) {
 	}
 	cfg.version = hex.EncodeToString(h.Sum(nil))[:12]
 	return cfg, nil
+}
+
+// checkTrips checks that every circuit breaker's trip expression
+// translates into outlier detection.
+func checkTrips(sp *resiliency.Spec) error {
+	var errs []error
+	for name, b := range sp.Policies.CircuitBreakers {
+		if _, err := tripThreshold(b.Trip); err != nil {
+			errs = append(errs, fmt.Errorf("resiliency %s: policies.circuitBreakers.%s.trip: %w", sp.Name, name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // addYAML decodes the resources of one YAML file.
@@ -213,20 +227,9 @@ func (c *dirConfig) addYAML(file string, b []byte) error {
 // addConfiguration takes a Configuration's spec.accessControl as the
 // access policy of the apps it names: its scopes, else its metadata.name.
 func (c *dirConfig) addConfiguration(r *envelope, ns string) error {
-	n := yamlfield.Field(&r.Spec, "accessControl")
-	if n == nil {
-		return nil
-	}
-	acl, err := access.Decode(n)
-	if err != nil {
-		return fmt.Errorf("spec.%w", err)
-	}
-	if err := acl.Validate(); err != nil {
-		return fmt.Errorf("spec.%w", err)
-	}
-	rules, err := translateAccess(acl)
-	if err != nil {
-		return fmt.Errorf("spec.accessControl: %w", err)
+	rules, err := accessRulesOf(&r.Spec)
+	if err != nil || rules == nil {
+		return err
 	}
 	apps := r.Scopes
 	if len(apps) == 0 {
@@ -240,6 +243,27 @@ func (c *dirConfig) addConfiguration(r *envelope, ns string) error {
 		c.access[k] = rules
 	}
 	return nil
+}
+
+// accessRulesOf decodes, checks and translates a Configuration spec's
+// accessControl; nil without one.
+func accessRulesOf(spec *yaml.Node) (*rbacRules, error) {
+	n := yamlfield.Field(spec, "accessControl")
+	if n == nil {
+		return nil, nil
+	}
+	acl, err := access.Decode(n)
+	if err != nil {
+		return nil, fmt.Errorf("spec.%w", err)
+	}
+	if err := acl.Validate(); err != nil {
+		return nil, fmt.Errorf("spec.%w", err)
+	}
+	rules, err := translateAccess(acl)
+	if err != nil {
+		return nil, fmt.Errorf("spec.accessControl: %w", err)
+	}
+	return rules, nil
 }
 
 // decodeEndpoints strictly decodes and checks an Endpoints spec.

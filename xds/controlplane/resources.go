@@ -80,6 +80,9 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 
 	var specs []*resiliency.Spec
 	for _, sp := range cfg.resiliency {
+		if cfg.namespaced && sp.Namespace != caller.ns {
+			continue
+		}
 		if sp.AppliesTo(caller.app) {
 			specs = append(specs, sp)
 		}
@@ -94,7 +97,13 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 	out := resourceSet{}
 	for _, k := range keys {
 		name := k.clusterName()
-		p := pol.ForApp(name)
+		// Resiliency targets name apps as the caller invokes them: by
+		// app id in its own namespace, <app-id>.<namespace> elsewhere.
+		target := name
+		if k.ns == caller.ns {
+			target = k.app
+		}
+		p := pol.ForApp(target)
 		eps := cfg.endpoints[k]
 		cl, err := buildCluster(name, eps, p)
 		if err != nil {

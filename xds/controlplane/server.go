@@ -61,6 +61,11 @@ type Options struct {
 	// PollInterval is how often ConfigDir is re-read; 0 means
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// Cluster: the config and the instances come from a Kubernetes
+	// cluster through SetCluster (with no ConfigDir); no snapshot is
+	// served before the first call, and registrations are accepted but
+	// serve no endpoint: the pods say where an app runs.
+	Cluster bool
 }
 
 // Server is a running control plane: go-control-plane's snapshot cache and
@@ -81,6 +86,10 @@ type Server struct {
 	buildMu sync.Mutex // serialises snapshot builds; guards hashes, version
 	hashes  map[string][sha256.Size]byte
 	version uint64
+
+	clusterMu  sync.Mutex // serialises SetCluster's compiles
+	compiler   *clusterCompiler
+	clusterSet bool // guarded by mu
 
 	mu     sync.Mutex
 	cfg    *dirConfig // last good
@@ -114,6 +123,9 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Cluster && opts.ConfigDir != "" {
+		return nil, errors.New("a config directory and a cluster: give one source of config")
+	}
 	cfg, err := loadDir(opts.ConfigDir)
 	if err != nil {
 		return nil, err
@@ -128,6 +140,8 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		cfg:    cfg,
 		regs:   map[string]*registration{},
 		nodes:  map[string]appKey{},
+
+		compiler: newClusterCompiler(),
 	}
 	for _, t := range opts.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
@@ -148,7 +162,11 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(s.grpc, s.xds)
-	log.Info("config loaded", "dir", opts.ConfigDir, "version", cfg.version)
+	if opts.Cluster {
+		log.Info("config from the cluster: no snapshot until its state is loaded")
+	} else {
+		log.Info("config loaded", "dir", opts.ConfigDir, "version", cfg.version)
+	}
 	return s, nil
 }
 
@@ -443,6 +461,11 @@ func (s *Server) rebuildLoop(ctx context.Context) {
 // the current config and registrations, and sets those that changed.
 func (s *Server) rebuild(only []string) {
 	s.mu.Lock()
+	if s.opts.Cluster && !s.clusterSet {
+		// Snapshots from half a cluster would drop endpoints and policy.
+		s.mu.Unlock()
+		return
+	}
 	cfg := s.cfg
 	ins := map[appKey][]instance{}
 	for k, eps := range cfg.endpoints {
@@ -450,8 +473,16 @@ func (s *Server) rebuild(only []string) {
 			ins[k] = append(ins[k], staticToInstance(in))
 		}
 	}
-	for _, r := range s.regs {
-		ins[r.key] = append(ins[r.key], r.inst)
+	for k, list := range cfg.cluster {
+		ins[k] = append(ins[k], list...)
+	}
+	if !s.opts.Cluster {
+		// On Kubernetes the pods alone say where an app runs, and when it
+		// is ready: a sidecar's registration there only makes its node
+		// known (its pod may be deleted, or not ready, while it runs).
+		for _, r := range s.regs {
+			ins[r.key] = append(ins[r.key], r.inst)
+		}
 	}
 	nodes := map[string]appKey{}
 	for id, k := range s.nodes {

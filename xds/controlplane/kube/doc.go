@@ -1,0 +1,28 @@
+// Package kube feeds `skein control-plane --kubernetes` from a Kubernetes
+// API server: client-go informers (list, then watch) on Pods,
+// EndpointSlices and Dapr's Configuration and Resiliency resources, whose
+// caches are turned into a controlplane.Cluster after every change.
+//
+// The mapping, as Dapr's own control plane and injector make it:
+//
+//   - a Pod annotated dapr.io/enabled: "true", with an IP and not finished,
+//     is an instance of the app dapr.io/app-id names (else its sidecar's
+//     --app-id, which the injector defaults from the workload's name, else
+//     the pod's name) in the pod's namespace, at the pod's IP and its
+//     sidecar's peer port (the daprd container's port dapr-internal, else
+//     50002 as injected);
+//   - its readiness is what the EndpointSlices that list it (targetRef)
+//     say: serving, and terminating; without one (no Service selects
+//     it: Skein needs none), its Ready condition and deletion timestamp;
+//   - its dapr.io/config names the Configuration in its namespace whose
+//     accessControl guards calls to its app;
+//   - Resiliency resources apply to the callers their scopes name, in
+//     their namespace.
+//
+// Informers run over client-go's dynamic client and tools/cache rather
+// than the typed clientset and its informer factory: those register every
+// API group's types in a scheme at package init, a cost every sidecar
+// (the same binary) would pay in idle memory. Objects are converted into
+// k8s.io/api's types (already linked for the injector) and stripped to
+// the fields read here as they enter the cache.
+package kube
