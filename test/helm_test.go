@@ -58,11 +58,13 @@ func TestHelmChart(t *testing.T) {
 		set  []string
 		pdb  bool
 		hook bool
+		kube bool // --kubernetes, with its RBAC and a token mounted
 	}{
-		{"defaults", nil, false, true},
-		{"three replicas", []string{"replicaCount=3"}, true, true},
-		{"no webhook", []string{"webhook.enabled=false"}, false, false},
-		{"cert-manager", []string{"webhook.certManagerCA=skein-system/skein-webhook", "image.tag=dev"}, false, true},
+		{"defaults", nil, false, true, true},
+		{"three replicas", []string{"replicaCount=3"}, true, true, true},
+		{"no webhook", []string{"webhook.enabled=false"}, false, false, true},
+		{"cert-manager", []string{"webhook.certManagerCA=skein-system/skein-webhook", "image.tag=dev"}, false, true, true},
+		{"registry and config directory", []string{"kubernetes=false"}, false, true, false},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			var args []string
@@ -81,6 +83,13 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("webhook rendered: %v, want %v (%v)", got, v.hook, m.kinds)
 			}
 			dep := m.deploys[0]
+			flags := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
+			token := *dep.Spec.Template.Spec.AutomountServiceAccountToken && *m.accounts[0].AutomountServiceAccountToken
+			if got := strings.Contains(flags, "--kubernetes"); got != v.kube || strings.Contains(flags, "--config-dir") == v.kube ||
+				token != v.kube || (len(m.roles) > 0) != v.kube || (m.bindings > 0) != v.kube {
+				t.Errorf("--kubernetes %v, token mounted %v, %d RBAC rules and %d bindings; want Kubernetes mode %v (args %s)",
+					got, token, len(m.roles), m.bindings, v.kube, flags)
+			}
 			if n := *dep.Spec.Replicas; (n > 1) != v.pdb || n > 1 && dep.Spec.Strategy.Type == "Recreate" {
 				t.Errorf("%d replicas with strategy %q", n, dep.Spec.Strategy.Type)
 			}
