@@ -723,3 +723,40 @@ func TestLoadDirErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthChangeIsPushed checks that a renewal which only changes an
+// instance's health reaches the EDS stream: the address is the same, so
+// nothing else would rebuild the snapshot.
+func TestHealthChangeIsPushed(t *testing.T) {
+	cp := startCP(t, "", Options{LeaseTTL: time.Hour})
+	reg := cp.registrar(t, testToken)
+	in := discovery.Instance{AppID: "h", Address: "127.0.0.1:40003", Hostname: "pod-h", PID: 1}
+	if _, err := reg.Register(in); err != nil {
+		t.Fatal(err)
+	}
+	eds := newADS(t, dialADS(t, cp.addr), "h.default", resource.EndpointType)
+	health := func(m map[string]proto.Message) []corev3.HealthStatus {
+		var out []corev3.HealthStatus
+		if cla, ok := m["h"].(*endpointv3.ClusterLoadAssignment); ok {
+			for _, g := range cla.Endpoints {
+				for _, e := range g.LbEndpoints {
+					out = append(out, e.HealthStatus)
+				}
+			}
+		}
+		return out
+	}
+	if got := health(eds.next()); len(got) != 1 || got[0] != corev3.HealthStatus_HEALTHY {
+		t.Fatalf("before: health %v, want [HEALTHY]", got)
+	}
+	in.Unhealthy = true
+	if _, err := reg.Register(in); err != nil {
+		t.Fatal(err)
+	}
+	if got := health(eds.next()); len(got) != 1 || got[0] != corev3.HealthStatus_UNHEALTHY {
+		t.Errorf("after: health %v, want [UNHEALTHY]", got)
+	}
+	if !strings.Contains(cp.logs.String(), "instance health changed") {
+		t.Error("health change not logged")
+	}
+}
