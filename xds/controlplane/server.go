@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,9 +79,8 @@ type Server struct {
 	kick    chan struct{}
 	certMu  sync.Mutex
 	cert    *tls.Certificate
-	buildMu sync.Mutex // serialises snapshot builds; guards hashes, version
-	hashes  map[string][sha256.Size]byte
-	version uint64
+	buildMu sync.Mutex                   // serialises snapshot builds; guards hashes
+	hashes  map[string][sha256.Size]byte // of the snapshot set, by node
 
 	mu     sync.Mutex
 	cfg    *dirConfig // last good
@@ -465,51 +465,95 @@ func (s *Server) rebuild(only []string) {
 	}
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
-	s.version++
-	version := s.prefix + "-" + strconv.FormatUint(s.version, 10)
+	// A node's resources depend on its app only through the Resiliency
+	// resources that apply to it (buildResources), so nodes with the same
+	// ones share one snapshot, built, validated and hashed once: a change
+	// costs O(endpoints) however many nodes there are, not O(nodes ×
+	// endpoints), and go-control-plane hashes a delta stream's resources
+	// once per snapshot, not once per node.
+	groups := map[string]*builtSnapshot{}
 	for id, k := range nodes {
-		rs, err := buildResources(k, cfg, ins)
-		if err == nil {
-			err = rs.validate()
+		_, key := callerSpecs(k, cfg)
+		b := groups[key]
+		if b == nil {
+			b = s.buildSnapshot(k, cfg, ins)
+			groups[key] = b
 		}
-		if err != nil {
-			s.log.Error("snapshot refused; the node keeps its last good one", "node", id, "err", err)
+		if b.err != nil {
+			s.log.Error("snapshot refused; the node keeps its last good one", "node", id, "err", b.err)
 			continue
 		}
-		h := rs.hash()
-		if h == s.hashes[id] {
+		if b.hash == s.hashes[id] {
 			continue
 		}
-		snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource(rs))
-		if err != nil {
-			s.log.Error("snapshot refused", "node", id, "err", err)
-			continue
-		}
-		if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+		if err := s.cache.SetSnapshot(context.Background(), id, b.snap); err != nil {
 			s.log.Error("set snapshot", "node", id, "err", err)
 			continue
 		}
-		s.hashes[id] = h
-		s.log.Debug("snapshot set", "node", id, "version", version, "config", cfg.version)
+		s.hashes[id] = b.hash
+		s.log.Debug("snapshot set", "node", id, "config", cfg.version)
 	}
 }
 
-// hash fingerprints a resource set (deterministic protobuf encoding).
-func (rs resourceSet) hash() [sha256.Size]byte {
-	h := sha256.New()
+// builtSnapshot is the snapshot of the nodes of one set of Resiliency
+// resources, or why it was refused.
+type builtSnapshot struct {
+	snap *cachev3.Snapshot
+	hash [sha256.Size]byte
+	err  error
+}
+
+// buildSnapshot builds and validates the resources of the node of app k
+// and versions each type by its content: an endpoint change then sends
+// only ClusterLoadAssignments (state of the world resends a type whose
+// version changed, whole), and the start-time prefix keeps a restarted
+// control plane from reusing a version.
+func (s *Server) buildSnapshot(k appKey, cfg *dirConfig, ins map[appKey][]instance) *builtSnapshot {
+	rs, err := buildResources(k, cfg, ins)
+	if err == nil {
+		err = rs.validate()
+	}
+	if err != nil {
+		return &builtSnapshot{err: err}
+	}
+	all, byType := rs.hashes()
+	snap, err := cachev3.NewSnapshot("", map[resource.Type][]types.Resource(rs))
+	if err != nil {
+		return &builtSnapshot{err: err}
+	}
+	for typ, h := range byType {
+		snap.Resources[cachev3.GetResponseType(typ)].Version = s.prefix + "-" + hex.EncodeToString(h[:8])
+	}
+	return &builtSnapshot{snap: snap, hash: all}
+}
+
+// hashes fingerprints each type of a resource set (deterministic protobuf
+// encoding, resources sorted by name), and the whole set.
+func (rs resourceSet) hashes() (all [sha256.Size]byte, byType map[string][sha256.Size]byte) {
+	byType = map[string][sha256.Size]byte{}
+	sum := sha256.New()
 	opt := proto.MarshalOptions{Deterministic: true}
 	for _, typ := range servedTypes {
-		list := slices.Clone(rs[typ])
+		list, ok := rs[typ]
+		if !ok {
+			continue
+		}
+		list = slices.Clone(list)
 		slices.SortFunc(list, func(a, b types.Resource) int { return strings.Compare(resourceName(a), resourceName(b)) })
+		h := sha256.New()
 		for _, r := range list {
 			b, _ := opt.Marshal(r)
-			fmt.Fprintf(h, "%s %d\n", typ, len(b))
+			fmt.Fprintf(h, "%d\n", len(b))
 			h.Write(b)
 		}
+		var th [sha256.Size]byte
+		h.Sum(th[:0])
+		byType[typ] = th
+		fmt.Fprintf(sum, "%s ", typ)
+		sum.Write(th[:])
 	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+	sum.Sum(all[:0])
+	return all, byType
 }
 
 // cacheLogger sends go-control-plane's logs to slog.
