@@ -498,7 +498,7 @@ func (s *Server) rebuild(only []string) {
 // builtSnapshot is the snapshot of the nodes of one set of Resiliency
 // resources, or why it was refused.
 type builtSnapshot struct {
-	snap *cachev3.Snapshot
+	snap *sharedSnapshot
 	hash [sha256.Size]byte
 	err  error
 }
@@ -521,10 +521,25 @@ func (s *Server) buildSnapshot(k appKey, cfg *dirConfig, ins map[appKey][]instan
 	if err != nil {
 		return &builtSnapshot{err: err}
 	}
+	shared := &sharedSnapshot{Snapshot: snap, byType: map[string]map[string]types.Resource{}}
 	for typ, h := range byType {
 		snap.Resources[cachev3.GetResponseType(typ)].Version = s.prefix + "-" + hex.EncodeToString(h[:8])
+		shared.byType[typ] = snap.GetResources(typ)
 	}
-	return &builtSnapshot{snap: snap, hash: all}
+	return &builtSnapshot{snap: shared, hash: all}
+}
+
+// sharedSnapshot is a snapshot set for many nodes. go-control-plane asks
+// for a type's resources by name on every delta watch it answers (every
+// stream and type, at every change), and cachev3.Snapshot makes a new map
+// each time; this one makes them once. Callers only read them.
+type sharedSnapshot struct {
+	*cachev3.Snapshot
+	byType map[string]map[string]types.Resource
+}
+
+func (s *sharedSnapshot) GetResources(typeURL string) map[string]types.Resource {
+	return s.byType[typeURL]
 }
 
 // hashes fingerprints each type of a resource set (deterministic protobuf
@@ -556,19 +571,25 @@ func (rs resourceSet) hashes() (all [sha256.Size]byte, byType map[string][sha256
 	return all, byType
 }
 
-// cacheLogger sends go-control-plane's logs to slog.
+// cacheLogger sends go-control-plane's logs to slog. Its Infof lines
+// (one per delta watch, with the watch's subscribed names) go to debug,
+// and are formatted only when debug is on: formatting a sidecar's
+// thousand names on every ACK was a sixth of the control plane's CPU.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(string, ...any)    {} // one line per watch: too much even for debug
-func (c cacheLogger) Infof(f string, a ...any) { c.l.Debug(fmt.Sprintf(f, a...)) }
+func (c cacheLogger) Debugf(string, ...any) {} // one line per watch: too much even for debug
+func (c cacheLogger) Infof(f string, a ...any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug(fmt.Sprintf(f, a...))
+	}
+}
 func (c cacheLogger) Warnf(f string, a ...any) {
-	msg := fmt.Sprintf(f, a...)
-	if strings.HasPrefix(msg, "ADS mode: not responding") {
+	if strings.HasPrefix(f, "ADS mode: not responding") {
 		// A client that has not yet subscribed to a new cluster's or
 		// listener's name: it will once it has the new CDS/LDS.
-		c.l.Debug(msg)
+		c.Infof(f, a...)
 		return
 	}
-	c.l.Warn(msg)
+	c.l.Warn(fmt.Sprintf(f, a...))
 }
 func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error(fmt.Sprintf(f, a...)) }
