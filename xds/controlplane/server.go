@@ -79,8 +79,10 @@ type Server struct {
 	kick    chan struct{}
 	certMu  sync.Mutex
 	cert    *tls.Certificate
-	buildMu sync.Mutex                   // serialises snapshot builds; guards hashes
-	hashes  map[string][sha256.Size]byte // of the snapshot set, by node
+	buildMu sync.Mutex                        // serialises snapshot builds; guards the next three
+	hashes  map[string][sha256.Size]byte      // of the snapshot set, by node
+	builds  uint64                            // rebuilds so far
+	typeVer map[string]map[string]typeVersion // by callerSpecs key, by type: its last content
 
 	mu     sync.Mutex
 	cfg    *dirConfig // last good
@@ -119,15 +121,16 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:   opts,
-		log:    log,
-		ca:     ca,
-		prefix: strconv.FormatInt(time.Now().UnixMilli(), 36),
-		kick:   make(chan struct{}, 1),
-		hashes: map[string][sha256.Size]byte{},
-		cfg:    cfg,
-		regs:   map[string]*registration{},
-		nodes:  map[string]appKey{},
+		opts:    opts,
+		log:     log,
+		ca:      ca,
+		prefix:  strconv.FormatInt(time.Now().UnixMilli(), 36),
+		kick:    make(chan struct{}, 1),
+		hashes:  map[string][sha256.Size]byte{},
+		typeVer: map[string]map[string]typeVersion{},
+		cfg:     cfg,
+		regs:    map[string]*registration{},
+		nodes:   map[string]appKey{},
 	}
 	for _, t := range opts.Tokens {
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
@@ -471,12 +474,13 @@ func (s *Server) rebuild(only []string) {
 	// costs O(endpoints) however many nodes there are, not O(nodes ×
 	// endpoints), and go-control-plane hashes a delta stream's resources
 	// once per snapshot, not once per node.
+	s.builds++
 	groups := map[string]*builtSnapshot{}
 	for id, k := range nodes {
 		_, key := callerSpecs(k, cfg)
 		b := groups[key]
 		if b == nil {
-			b = s.buildSnapshot(k, cfg, ins)
+			b = s.buildSnapshot(k, key, cfg, ins)
 			groups[key] = b
 		}
 		if b.err != nil {
@@ -493,6 +497,13 @@ func (s *Server) rebuild(only []string) {
 		s.hashes[id] = b.hash
 		s.log.Debug("snapshot set", "node", id, "config", cfg.version)
 	}
+	if only == nil { // forget the versions of sets of Resiliency resources no node has now
+		for key := range s.typeVer {
+			if groups[key] == nil {
+				delete(s.typeVer, key)
+			}
+		}
+	}
 }
 
 // builtSnapshot is the snapshot of the nodes of one set of Resiliency
@@ -503,12 +514,23 @@ type builtSnapshot struct {
 	err  error
 }
 
+// typeVersion is the version of one type of a group's resources and the
+// hash of the content it was given to.
+type typeVersion struct {
+	hash    [sha256.Size]byte
+	version string
+}
+
 // buildSnapshot builds and validates the resources of the node of app k
-// and versions each type by its content: an endpoint change then sends
-// only ClusterLoadAssignments (state of the world resends a type whose
-// version changed, whole), and the start-time prefix keeps a restarted
-// control plane from reusing a version.
-func (s *Server) buildSnapshot(k appKey, cfg *dirConfig, ins map[appKey][]instance) *builtSnapshot {
+// (whose Resiliency resources are named by key) and versions each type
+// on its own: an endpoint change then sends only ClusterLoadAssignments
+// (state of the world resends a type whose version changed, whole). A
+// type keeps its version while its content is the same and otherwise gets
+// "<start time>-<rebuild>-<hash>": never one it had before (content that
+// comes back after a NACKed change gets a new version, which the
+// sidecars ACK again), never one of other content, and never one of an
+// earlier run of the control plane.
+func (s *Server) buildSnapshot(k appKey, key string, cfg *dirConfig, ins map[appKey][]instance) *builtSnapshot {
 	rs, err := buildResources(k, cfg, ins)
 	if err == nil {
 		err = rs.validate()
@@ -521,9 +543,21 @@ func (s *Server) buildSnapshot(k appKey, cfg *dirConfig, ins map[appKey][]instan
 	if err != nil {
 		return &builtSnapshot{err: err}
 	}
-	shared := &sharedSnapshot{Snapshot: snap, byType: map[string]map[string]types.Resource{}}
+	last := s.typeVer[key]
+	if last == nil {
+		last = map[string]typeVersion{}
+		s.typeVer[key] = last
+	}
 	for typ, h := range byType {
-		snap.Resources[cachev3.GetResponseType(typ)].Version = s.prefix + "-" + hex.EncodeToString(h[:8])
+		tv, ok := last[typ]
+		if !ok || tv.hash != h {
+			tv = typeVersion{hash: h, version: s.prefix + "-" + strconv.FormatUint(s.builds, 10) + "-" + hex.EncodeToString(h[:6])}
+			last[typ] = tv
+		}
+		snap.Resources[cachev3.GetResponseType(typ)].Version = tv.version
+	}
+	shared := &sharedSnapshot{Snapshot: snap, byType: map[string]map[string]types.Resource{}}
+	for typ := range byType {
 		shared.byType[typ] = snap.GetResources(typ)
 	}
 	return &builtSnapshot{snap: shared, hash: all}
