@@ -26,6 +26,7 @@
 //
 //	xds -skein bin/skein [-sidecars 1000,5000] [-modes sotw,delta] [-endpoints 10000]
 //	    [-apps 1000] [-rate 10] [-changes 300] [-label L] [-out DIR]
+//	xds -report [-out DIR]
 //
 // Each run appends a JSON line to DIR/raw.jsonl; at the end DIR/report.md
 // and DIR/push-latency.svg describe every line of raw.jsonl (so runs of
@@ -95,8 +96,16 @@ func run(args []string, stderr io.Writer) int {
 	fs.Float64Var(&c.connectHz, "connect-rate", 500, "sidecars connected per second")
 	fs.DurationVar(&c.settle, "settle", 90*time.Second, "longest wait for every sidecar to hold the initial state, and the last change")
 	fs.StringVar(&out, "out", "xds-bench-results", "directory for raw.jsonl, report.md and the chart")
+	reportOnly := fs.Bool("report", false, "only rewrite report.md and the chart from -out's raw.jsonl")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *reportOnly {
+		if err := writeReport(out); err != nil {
+			fmt.Fprintf(stderr, "xds: report: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	var errs []error
 	if c.skein == "" {
