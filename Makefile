@@ -4,7 +4,7 @@ GO ?= go
 # (go.dev/issue/75804: a spurious "context deadline exceeded" with no crasher).
 FUZZTIME ?= 50000x
 
-.PHONY: all build test unit e2e fuzz lint bench demo peers manifests soak
+.PHONY: all build test unit e2e fuzz lint bench bench-xds demo peers manifests soak
 
 all: build
 
@@ -79,3 +79,11 @@ SOAK_OUT ?= soak-results
 soak: build
 	$(GO) build -o bin/loadgen ./test/bench/loadgen
 	$(GO) run ./test/soak -skein bin/skein -loadgen bin/loadgen -duration $(SOAK_DURATION) -out $(SOAK_OUT)
+
+# bench-xds runs the control-plane scale benchmark (test/bench/xds/run.sh;
+# docs/kubernetes.md "Scale"): 1,000 and 5,000 simulated ADS sidecars, 10,000
+# endpoints, 10 endpoint changes/s for 30 s, state of the world and delta.
+# Knobs as environment, e.g. make bench-xds SIDECARS=1000 MODES=delta.
+XDS_OUT ?= xds-bench-results
+bench-xds:
+	GO="$(GO)" OUT="$(XDS_OUT)" bash test/bench/xds/run.sh

@@ -139,8 +139,8 @@ func decodeInstance(r *http.Request) (discovery.Instance, netip.AddrPort, error)
 
 func regID(in discovery.Instance) string { return in.Namespace + "/" + in.AppID + "/" + in.ID() }
 
-// register adds or renews an instance; a new or moved one rebuilds every
-// node's snapshot at once.
+// register adds or renews an instance; a new or moved one, or one whose
+// health changed, rebuilds the snapshots at once.
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	in, ap, err := decodeInstance(r)
 	if err != nil {
@@ -155,15 +155,18 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	if in.Unhealthy { // its app fails its health checks: EDS says so
 		health = corev3.HealthStatus_UNHEALTHY
 	}
-	s.regs[id] = &registration{key: k, expires: time.Now().Add(s.opts.LeaseTTL), inst: instance{
-		addr: ap, id: in.ID(), health: health,
-	}}
+	inst := instance{addr: ap, id: in.ID(), health: health}
+	s.regs[id] = &registration{key: k, expires: time.Now().Add(s.opts.LeaseTTL), inst: inst}
 	if _, ok := s.nodes[k.nodeID()]; !ok {
 		s.nodes[k.nodeID()] = k
 	}
 	s.mu.Unlock()
-	if old == nil || old.inst.addr != ap {
+	switch {
+	case old == nil || old.inst.addr != ap:
 		s.log.Info("instance registered", "app_id", in.AppID, "namespace", in.Namespace, "address", in.Address, "instance", in.ID())
+		s.trigger()
+	case old.inst != inst: // a renewal that changes the health EDS reports
+		s.log.Info("instance health changed", "app_id", in.AppID, "namespace", in.Namespace, "instance", in.ID(), "health", health.String())
 		s.trigger()
 	}
 	writeJSON(w, RegisterResponse{LeaseSeconds: s.opts.LeaseTTL.Seconds()})

@@ -723,3 +723,87 @@ func TestLoadDirErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthChangeIsPushed checks that a renewal which only changes an
+// instance's health reaches the EDS stream: the address is the same, so
+// nothing else would rebuild the snapshot.
+func TestHealthChangeIsPushed(t *testing.T) {
+	cp := startCP(t, "", Options{LeaseTTL: time.Hour})
+	reg := cp.registrar(t, testToken)
+	in := discovery.Instance{AppID: "h", Address: "127.0.0.1:40003", Hostname: "pod-h", PID: 1}
+	if _, err := reg.Register(in); err != nil {
+		t.Fatal(err)
+	}
+	eds := newADS(t, dialADS(t, cp.addr), "h.default", resource.EndpointType)
+	health := func(m map[string]proto.Message) []corev3.HealthStatus {
+		var out []corev3.HealthStatus
+		if cla, ok := m["h"].(*endpointv3.ClusterLoadAssignment); ok {
+			for _, g := range cla.Endpoints {
+				for _, e := range g.LbEndpoints {
+					out = append(out, e.HealthStatus)
+				}
+			}
+		}
+		return out
+	}
+	if got := health(eds.next()); len(got) != 1 || got[0] != corev3.HealthStatus_HEALTHY {
+		t.Fatalf("before: health %v, want [HEALTHY]", got)
+	}
+	in.Unhealthy = true
+	if _, err := reg.Register(in); err != nil {
+		t.Fatal(err)
+	}
+	if got := health(eds.next()); len(got) != 1 || got[0] != corev3.HealthStatus_UNHEALTHY {
+		t.Errorf("after: health %v, want [UNHEALTHY]", got)
+	}
+	if !strings.Contains(cp.logs.String(), "instance health changed") {
+		t.Error("health change not logged")
+	}
+}
+
+// TestEndpointChangeSharesAndVersionsByType checks what keeps an endpoint
+// change from costing O(nodes × endpoints): nodes that the same
+// Resiliency resources apply to share one snapshot, and each type is
+// versioned by its content, so a new endpoint changes the EDS version
+// only (state of the world resends nothing else).
+func TestEndpointChangeSharesAndVersionsByType(t *testing.T) {
+	cp := startCP(t, "", Options{LeaseTTL: time.Hour})
+	reg := cp.registrar(t, testToken)
+	for _, in := range []discovery.Instance{
+		{AppID: "a", Address: "127.0.0.1:40011", Hostname: "pod-a", PID: 1},
+		{AppID: "b", Address: "127.0.0.1:40012", Hostname: "pod-b", PID: 1},
+	} {
+		if _, err := reg.Register(in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eds := func(node string) int {
+		snap, err := cp.cache.GetSnapshot(node)
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, r := range snap.GetResources(resource.EndpointType) {
+			n += len(endpointAddrs(r.(*endpointv3.ClusterLoadAssignment)))
+		}
+		return n
+	}
+	waitFor(t, "both endpoints in both snapshots", func() bool { return eds("a.default") == 2 && eds("b.default") == 2 })
+	before, _ := cp.cache.GetSnapshot("a.default")
+	if b, _ := cp.cache.GetSnapshot("b.default"); b != before {
+		t.Error("nodes a and b, with no Resiliency resources, do not share one snapshot")
+	}
+	if _, err := reg.Register(discovery.Instance{AppID: "a", Address: "127.0.0.1:40013", Hostname: "pod-a2", PID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new endpoint", func() bool { return eds("a.default") == 3 })
+	after, _ := cp.cache.GetSnapshot("a.default")
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
+		if before.GetVersion(typ) != after.GetVersion(typ) || after.GetVersion(typ) == "" {
+			t.Errorf("%s version %q → %q: want unchanged by an endpoint change", shortType(typ), before.GetVersion(typ), after.GetVersion(typ))
+		}
+	}
+	if before.GetVersion(resource.EndpointType) == after.GetVersion(resource.EndpointType) {
+		t.Errorf("EDS version %q unchanged by an endpoint change", after.GetVersion(resource.EndpointType))
+	}
+}

@@ -78,15 +78,7 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 	}
 	slices.SortFunc(keys, func(a, b appKey) int { return strings.Compare(a.clusterName(), b.clusterName()) })
 
-	var specs []*resiliency.Spec
-	for _, sp := range cfg.resiliency {
-		if cfg.namespaced && sp.Namespace != caller.ns {
-			continue
-		}
-		if sp.AppliesTo(caller.app) {
-			specs = append(specs, sp)
-		}
-	}
+	specs, _ := callerSpecs(caller, cfg)
 	var pol *resiliency.Compiled
 	if len(specs) > 0 {
 		var err error
@@ -125,6 +117,30 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 		out[url] = append(list, m)
 	}
 	return out, nil
+}
+
+// callerSpecs are the Resiliency resources that apply to calls from app
+// caller, and a key naming that set: the only input of buildResources
+// that depends on the caller, so nodes with equal keys get equal
+// resources.
+func callerSpecs(caller appKey, cfg *dirConfig) ([]*resiliency.Spec, string) {
+	var specs []*resiliency.Spec
+	var key []byte
+	for i, sp := range cfg.resiliency {
+		if cfg.namespaced && sp.Namespace != caller.ns {
+			continue // on Kubernetes a Resiliency resource scopes apps of its own namespace
+		}
+		if sp.AppliesTo(caller.app) {
+			specs = append(specs, sp)
+			key = strconv.AppendInt(append(key, ','), int64(i), 10)
+		}
+	}
+	if len(specs) > 0 {
+		// The policies' targets name apps of the caller's own namespace by
+		// app id alone (buildResources): the namespace is part of the set.
+		key = append(append(key, '@'), caller.ns...)
+	}
+	return specs, string(key)
 }
 
 // resourceName is the name of a served resource.

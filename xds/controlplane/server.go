@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,9 +84,10 @@ type Server struct {
 	kick    chan struct{}
 	certMu  sync.Mutex
 	cert    *tls.Certificate
-	buildMu sync.Mutex // serialises snapshot builds; guards hashes, version
-	hashes  map[string][sha256.Size]byte
-	version uint64
+	buildMu sync.Mutex                        // serialises snapshot builds; guards the next three
+	hashes  map[string][sha256.Size]byte      // of the snapshot set, by node
+	builds  uint64                            // rebuilds so far
+	typeVer map[string]map[string]typeVersion // by callerSpecs key, by type: its last content
 
 	clusterMu  sync.Mutex // serialises SetCluster's compiles
 	compiler   *clusterCompiler
@@ -131,15 +133,16 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:   opts,
-		log:    log,
-		ca:     ca,
-		prefix: strconv.FormatInt(time.Now().UnixMilli(), 36),
-		kick:   make(chan struct{}, 1),
-		hashes: map[string][sha256.Size]byte{},
-		cfg:    cfg,
-		regs:   map[string]*registration{},
-		nodes:  map[string]appKey{},
+		opts:    opts,
+		log:     log,
+		ca:      ca,
+		prefix:  strconv.FormatInt(time.Now().UnixMilli(), 36),
+		kick:    make(chan struct{}, 1),
+		hashes:  map[string][sha256.Size]byte{},
+		typeVer: map[string]map[string]typeVersion{},
+		cfg:     cfg,
+		regs:    map[string]*registration{},
+		nodes:   map[string]appKey{},
 
 		compiler: newClusterCompiler(),
 	}
@@ -496,66 +499,162 @@ func (s *Server) rebuild(only []string) {
 	}
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
-	s.version++
-	version := s.prefix + "-" + strconv.FormatUint(s.version, 10)
+	// A node's resources depend on its app only through the Resiliency
+	// resources that apply to it (buildResources), so nodes with the same
+	// ones share one snapshot, built, validated and hashed once: a change
+	// costs O(endpoints) however many nodes there are, not O(nodes ×
+	// endpoints), and go-control-plane hashes a delta stream's resources
+	// once per snapshot, not once per node.
+	s.builds++
+	groups := map[string]*builtSnapshot{}
 	for id, k := range nodes {
-		rs, err := buildResources(k, cfg, ins)
-		if err == nil {
-			err = rs.validate()
+		_, key := callerSpecs(k, cfg)
+		b := groups[key]
+		if b == nil {
+			b = s.buildSnapshot(k, key, cfg, ins)
+			groups[key] = b
 		}
-		if err != nil {
-			s.log.Error("snapshot refused; the node keeps its last good one", "node", id, "err", err)
+		if b.err != nil {
+			s.log.Error("snapshot refused; the node keeps its last good one", "node", id, "err", b.err)
 			continue
 		}
-		h := rs.hash()
-		if h == s.hashes[id] {
+		if b.hash == s.hashes[id] {
 			continue
 		}
-		snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource(rs))
-		if err != nil {
-			s.log.Error("snapshot refused", "node", id, "err", err)
-			continue
-		}
-		if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+		if err := s.cache.SetSnapshot(context.Background(), id, b.snap); err != nil {
 			s.log.Error("set snapshot", "node", id, "err", err)
 			continue
 		}
-		s.hashes[id] = h
-		s.log.Debug("snapshot set", "node", id, "version", version, "config", cfg.version)
+		s.hashes[id] = b.hash
+		s.log.Debug("snapshot set", "node", id, "config", cfg.version)
 	}
-}
-
-// hash fingerprints a resource set (deterministic protobuf encoding).
-func (rs resourceSet) hash() [sha256.Size]byte {
-	h := sha256.New()
-	opt := proto.MarshalOptions{Deterministic: true}
-	for _, typ := range servedTypes {
-		list := slices.Clone(rs[typ])
-		slices.SortFunc(list, func(a, b types.Resource) int { return strings.Compare(resourceName(a), resourceName(b)) })
-		for _, r := range list {
-			b, _ := opt.Marshal(r)
-			fmt.Fprintf(h, "%s %d\n", typ, len(b))
-			h.Write(b)
+	if only == nil { // forget the versions of sets of Resiliency resources no node has now
+		for key := range s.typeVer {
+			if groups[key] == nil {
+				delete(s.typeVer, key)
+			}
 		}
 	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
 }
 
-// cacheLogger sends go-control-plane's logs to slog.
+// builtSnapshot is the snapshot of the nodes of one set of Resiliency
+// resources, or why it was refused.
+type builtSnapshot struct {
+	snap *sharedSnapshot
+	hash [sha256.Size]byte
+	err  error
+}
+
+// typeVersion is the version of one type of a group's resources and the
+// hash of the content it was given to.
+type typeVersion struct {
+	hash    [sha256.Size]byte
+	version string
+}
+
+// buildSnapshot builds and validates the resources of the node of app k
+// (whose Resiliency resources are named by key) and versions each type
+// on its own: an endpoint change then sends only ClusterLoadAssignments
+// (state of the world resends a type whose version changed, whole). A
+// type keeps its version while its content is the same and otherwise gets
+// "<start time>-<rebuild>-<hash>": never one it had before (content that
+// comes back after a NACKed change gets a new version, which the
+// sidecars ACK again), never one of other content, and never one of an
+// earlier run of the control plane.
+func (s *Server) buildSnapshot(k appKey, key string, cfg *dirConfig, ins map[appKey][]instance) *builtSnapshot {
+	rs, err := buildResources(k, cfg, ins)
+	if err == nil {
+		err = rs.validate()
+	}
+	if err != nil {
+		return &builtSnapshot{err: err}
+	}
+	all, byType := rs.hashes()
+	snap, err := cachev3.NewSnapshot("", map[resource.Type][]types.Resource(rs))
+	if err != nil {
+		return &builtSnapshot{err: err}
+	}
+	last := s.typeVer[key]
+	if last == nil {
+		last = map[string]typeVersion{}
+		s.typeVer[key] = last
+	}
+	for typ, h := range byType {
+		tv, ok := last[typ]
+		if !ok || tv.hash != h {
+			tv = typeVersion{hash: h, version: s.prefix + "-" + strconv.FormatUint(s.builds, 10) + "-" + hex.EncodeToString(h[:6])}
+			last[typ] = tv
+		}
+		snap.Resources[cachev3.GetResponseType(typ)].Version = tv.version
+	}
+	shared := &sharedSnapshot{Snapshot: snap, byType: map[string]map[string]types.Resource{}}
+	for typ := range byType {
+		shared.byType[typ] = snap.GetResources(typ)
+	}
+	return &builtSnapshot{snap: shared, hash: all}
+}
+
+// sharedSnapshot is a snapshot set for many nodes. go-control-plane asks
+// for a type's resources by name on every delta watch it answers (every
+// stream and type, at every change), and cachev3.Snapshot makes a new map
+// each time; this one makes them once. Callers only read them.
+type sharedSnapshot struct {
+	*cachev3.Snapshot
+	byType map[string]map[string]types.Resource
+}
+
+func (s *sharedSnapshot) GetResources(typeURL string) map[string]types.Resource {
+	return s.byType[typeURL]
+}
+
+// hashes fingerprints each type of a resource set (deterministic protobuf
+// encoding, resources sorted by name), and the whole set.
+func (rs resourceSet) hashes() (all [sha256.Size]byte, byType map[string][sha256.Size]byte) {
+	byType = map[string][sha256.Size]byte{}
+	sum := sha256.New()
+	opt := proto.MarshalOptions{Deterministic: true}
+	for _, typ := range servedTypes {
+		list, ok := rs[typ]
+		if !ok {
+			continue
+		}
+		list = slices.Clone(list)
+		slices.SortFunc(list, func(a, b types.Resource) int { return strings.Compare(resourceName(a), resourceName(b)) })
+		h := sha256.New()
+		for _, r := range list {
+			b, _ := opt.Marshal(r)
+			fmt.Fprintf(h, "%d\n", len(b))
+			h.Write(b)
+		}
+		var th [sha256.Size]byte
+		h.Sum(th[:0])
+		byType[typ] = th
+		fmt.Fprintf(sum, "%s ", typ)
+		sum.Write(th[:])
+	}
+	sum.Sum(all[:0])
+	return all, byType
+}
+
+// cacheLogger sends go-control-plane's logs to slog. Its Infof lines
+// (one per delta watch, with the watch's subscribed names) go to debug,
+// and are formatted only when debug is on: formatting a sidecar's
+// thousand names on every ACK was a sixth of the control plane's CPU.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(string, ...any)    {} // one line per watch: too much even for debug
-func (c cacheLogger) Infof(f string, a ...any) { c.l.Debug(fmt.Sprintf(f, a...)) }
+func (c cacheLogger) Debugf(string, ...any) {} // one line per watch: too much even for debug
+func (c cacheLogger) Infof(f string, a ...any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug(fmt.Sprintf(f, a...))
+	}
+}
 func (c cacheLogger) Warnf(f string, a ...any) {
-	msg := fmt.Sprintf(f, a...)
-	if strings.HasPrefix(msg, "ADS mode: not responding") {
+	if strings.HasPrefix(f, "ADS mode: not responding") {
 		// A client that has not yet subscribed to a new cluster's or
 		// listener's name: it will once it has the new CDS/LDS.
-		c.l.Debug(msg)
+		c.Infof(f, a...)
 		return
 	}
-	c.l.Warn(msg)
+	c.l.Warn(fmt.Sprintf(f, a...))
 }
 func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error(fmt.Sprintf(f, a...)) }
