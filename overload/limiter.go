@@ -1,0 +1,275 @@
+package overload
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrOverloaded is the error of a call a Limiter refused: the calls in
+// flight had reached its limit. Its Overloaded method tells layers that
+// cannot import this package (resiliency, discovery) that the refusal is
+// no verdict on any instance and must not be retried, as net/http's
+// Timeout() does for timeouts.
+var ErrOverloaded error = overloadedError{}
+
+type overloadedError struct{}
+
+func (overloadedError) Error() string    { return "overloaded: the concurrency limit is reached" }
+func (overloadedError) Overloaded() bool { return true }
+
+// IsOverloaded reports whether err, or an error it wraps, says a call was
+// refused for overload: ErrOverloaded, or any error with an Overloaded()
+// bool method that returns true.
+func IsOverloaded(err error) bool {
+	var o interface{ Overloaded() bool }
+	return errors.As(err, &o) && o.Overloaded()
+}
+
+// Window tuning that Config does not expose.
+const (
+	// windowSamples is how many latencies of a window are kept (the
+	// latest); its median is computed from them.
+	windowSamples = 64
+	// minWindowSamples is how many answers a window needs to close on
+	// time: fewer make a noisy median.
+	minWindowSamples = 5
+	// maxWindows is how many Windows a window with fewer answers lasts.
+	maxWindows = 10
+	// gradient bounds: the limit at most halves or doubles in one window
+	// (Envoy's gradient controller).
+	minGradient, maxGradient = 0.5, 2.0
+	// growth is the share of a rise that a window applies (Netflix's
+	// smoothing): a latency sample lags the limit it measures by a
+	// round trip, so a limit raised at once overshoots and the queue
+	// oscillates. A fall applies in full: overload is cut at once.
+	growth = 0.25
+)
+
+// Limiter is an adaptive concurrency limit: Acquire admits a call while
+// fewer than the limit are in flight and refuses it at once otherwise, and
+// the limit follows the latency of the calls it admitted.
+//
+// The algorithm is Envoy's gradient controller (adaptive_concurrency
+// filter), with two changes so that it can be on by default:
+//
+//   - Every Window the median latency of the window's calls (sample) is
+//     compared with the no-load latency (minRTT):
+//     gradient = clamp((minRTT + buffer) / sample, 0.5, 2), where buffer
+//     is max(Buffer × minRTT, MinBuffer); then limit × gradient, plus its
+//     square root as headroom for bursts, clamped to [MinLimit, MaxLimit].
+//     Latency within the buffer lets the limit grow towards MaxLimit;
+//     queueing beyond it brings the limit down until the queue is gone.
+//     A window judges only the calls admitted under its limit, and a rise
+//     applies a quarter at a time (a fall at once): latency lags the limit
+//     by a round trip, and without both the queue oscillates (Envoy's
+//     fixed 100 ms windows do, against a 100 ms app).
+//   - minRTT is the first window's median, then the lowest window median
+//     seen (of windows with at least 5 answers). Envoy re-measures it every
+//     interval by pinning the limit to its minimum for a number of calls,
+//     which refuses calls at regular times even when nothing is wrong. Here
+//     that measurement (MinLimit in flight, MinRTTSamples calls, their
+//     median) is taken only when the limit refused calls in the last
+//     MinRTTInterval: the one case where minRTT may have drifted (the
+//     target got slower for good, or started out overloaded) and refusals
+//     happen anyway. The limit from before the measurement is restored
+//     after it.
+//
+// A call is in flight from Acquire to Release, which its layer calls when
+// the response headers arrive (or the call fails): a streaming body or an
+// open WebSocket does not hold a slot. Only answers (and deadlines) are
+// latency samples; fast failures (refused connections, unknown targets,
+// another limiter's refusal) say nothing about queueing and are not.
+//
+// Safe for concurrent use. Admission is two atomic adds; a release with a
+// sample takes a mutex.
+type Limiter struct {
+	cfg      Config
+	limit    atomic.Int64
+	inflight atomic.Int64
+	probing  atomic.Bool   // measuring minRTT: the limit is MinLimit
+	epoch    atomic.Uint64 // windows closed so far; a call samples only the window it started in
+	refusals atomic.Bool   // a call was refused since the last minRTT check
+	refused  atomic.Uint64
+	// onRefused and onLimit report to metrics; either may be nil.
+	onRefused func()
+	onLimit   func(int)
+
+	mu         sync.Mutex
+	winStart   time.Time
+	win        [windowSamples]time.Duration
+	nwin       int           // answers in the window; the latest windowSamples are in win
+	minRTT     time.Duration // 0: not yet measured
+	lastCheck  time.Time     // when minRTT was last measured, or found in no need of it
+	probeStart time.Time
+	probe      []time.Duration // the measurement's samples
+	restore    int64           // the limit from before the measurement
+}
+
+// NewLimiter returns a limiter sized by cfg (zero fields: DefaultConfig's),
+// starting at cfg.InitialLimit. cfg must be valid (Config.Validate).
+func NewLimiter(cfg Config) *Limiter {
+	l := &Limiter{cfg: cfg.withDefaults()}
+	l.limit.Store(int64(l.cfg.InitialLimit))
+	now := l.cfg.Now()
+	l.winStart, l.lastCheck = now, now
+	return l
+}
+
+// Token is an admitted call, handed back to Release.
+type Token struct {
+	start time.Time
+	epoch uint64
+	probe bool // admitted during a minRTT measurement
+}
+
+// Acquire admits one call, or refuses it with ErrOverloaded when the calls
+// in flight have reached the limit. An admitted call must be released once
+// with Release. A nil *Limiter admits every call.
+func (l *Limiter) Acquire() (Token, error) {
+	if l == nil {
+		return Token{}, nil
+	}
+	if l.inflight.Add(1) > l.limit.Load() {
+		l.inflight.Add(-1)
+		l.refused.Add(1)
+		l.refusals.Store(true)
+		if l.onRefused != nil {
+			l.onRefused()
+		}
+		return Token{}, ErrOverloaded
+	}
+	return Token{start: l.cfg.Now(), epoch: l.epoch.Load(), probe: l.probing.Load()}, nil
+}
+
+// Release ends an admitted call. sample says whether its latency (from
+// Acquire until now) measures the target: true for an answer or a missed
+// deadline, false for a failure that came at once. Safe on a nil *Limiter.
+func (l *Limiter) Release(t Token, sample bool) {
+	if l == nil {
+		return
+	}
+	l.inflight.Add(-1)
+	if !sample {
+		return
+	}
+	now := l.cfg.Now()
+	rtt := now.Sub(t.start)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.probing.Load() {
+		if t.probe {
+			l.probe = append(l.probe, rtt)
+		}
+		// Samples from before the measurement ran at the old limit: they
+		// are neither part of it nor of a window.
+		if len(l.probe) >= l.cfg.MinRTTSamples || len(l.probe) > 0 && now.Sub(l.probeStart) >= maxWindows*l.cfg.Window {
+			l.endProbe(now)
+		}
+		return
+	}
+	if t.epoch != l.epoch.Load() {
+		// Admitted under an earlier limit: its latency says how that
+		// limit did, which the window that limit had already judged.
+		return
+	}
+	l.win[l.nwin%windowSamples] = rtt
+	l.nwin++
+	if el := now.Sub(l.winStart); el >= l.cfg.Window && l.nwin >= minWindowSamples || el >= maxWindows*l.cfg.Window {
+		l.update(now)
+	}
+}
+
+// update closes the window: minRTT, then the limit. l.mu is held.
+func (l *Limiter) update(now time.Time) {
+	n := min(l.nwin, windowSamples)
+	sample := median(l.win[:n])
+	enough := l.nwin >= minWindowSamples
+	l.nwin, l.winStart = 0, now
+	l.epoch.Add(1)
+	if l.minRTT == 0 {
+		l.minRTT, l.lastCheck = sample, now
+		return
+	}
+	if enough && sample < l.minRTT {
+		l.minRTT = sample
+	}
+	if now.Sub(l.lastCheck) >= l.cfg.MinRTTInterval {
+		l.lastCheck = now
+		if l.refusals.Swap(false) {
+			l.startProbe(now)
+			return
+		}
+	}
+	buffer := max(time.Duration(float64(l.minRTT)*l.cfg.Buffer), l.cfg.MinBuffer)
+	g := float64(l.minRTT+buffer) / float64(max(sample, 1))
+	g = min(max(g, minGradient), maxGradient)
+	cur := float64(l.limit.Load())
+	next := cur * g
+	next += math.Sqrt(next)
+	if next > cur {
+		next = cur + growth*(next-cur)
+	}
+	l.setLimit(int64(min(max(next, float64(l.cfg.MinLimit)), float64(l.cfg.MaxLimit))))
+}
+
+// startProbe pins the limit to MinLimit to measure minRTT again. l.mu is
+// held.
+func (l *Limiter) startProbe(now time.Time) {
+	l.restore = l.limit.Load()
+	l.probe = l.probe[:0]
+	l.probeStart = now
+	l.probing.Store(true)
+	l.setLimit(int64(l.cfg.MinLimit))
+}
+
+// endProbe takes the measurement's median as minRTT and restores the
+// limit. l.mu is held.
+func (l *Limiter) endProbe(now time.Time) {
+	l.minRTT = max(median(l.probe), 1)
+	l.probe = l.probe[:0]
+	l.probing.Store(false)
+	l.lastCheck, l.winStart, l.nwin = now, now, 0
+	l.epoch.Add(1)
+	l.refusals.Store(false)
+	l.setLimit(l.restore)
+}
+
+func (l *Limiter) setLimit(n int64) {
+	if l.limit.Swap(n) != n && l.onLimit != nil {
+		l.onLimit(int(n))
+	}
+}
+
+// Limit returns the current limit.
+func (l *Limiter) Limit() int { return int(l.limit.Load()) }
+
+// InFlight returns the calls admitted and not yet released.
+func (l *Limiter) InFlight() int { return int(l.inflight.Load()) }
+
+// Refused returns how many calls were refused so far.
+func (l *Limiter) Refused() uint64 { return l.refused.Load() }
+
+// MinRTT returns the no-load latency the limit is computed against; 0
+// before the first window closed.
+func (l *Limiter) MinRTT() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.minRTT
+}
+
+// Probing reports whether minRTT is being measured again (the limit is
+// pinned to MinLimit).
+func (l *Limiter) Probing() bool { return l.probing.Load() }
+
+// median of ds, which it sorts; 0 for none.
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[(len(ds)-1)/2]
+}
