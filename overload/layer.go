@@ -7,7 +7,7 @@ import (
 )
 
 // Layer is the client-side layer of one limiter (the app channel's): a
-// call beyond the limit fails with ErrOverloaded without calling next, and
+// call beyond the limit fails with a *RefusedError without calling next, and
 // the request body is closed. A nil *Limiter passes every call.
 func (l *Limiter) Layer() func(http.RoundTripper) http.RoundTripper {
 	return func(next http.RoundTripper) http.RoundTripper {
@@ -47,7 +47,8 @@ func (r *Registry) Layer(targetOf func(*http.Request) (string, bool)) func(http.
 }
 
 // limited runs one call through l. The slot is held until the response
-// headers (or the failure) come back.
+// headers (or the failure) come back, and freed even if a layer below
+// panics.
 func limited(l *Limiter, next http.RoundTripper, r *http.Request) (*http.Response, error) {
 	tok, err := l.Acquire()
 	if err != nil {
@@ -56,8 +57,10 @@ func limited(l *Limiter, next http.RoundTripper, r *http.Request) (*http.Respons
 		}
 		return nil, err
 	}
+	sample := false
+	defer func() { l.Release(tok, sample) }()
 	resp, err := next.RoundTrip(r)
-	l.Release(tok, measures(err))
+	sample = measures(err)
 	return resp, err
 }
 

@@ -2,6 +2,7 @@ package overload
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -9,24 +10,51 @@ import (
 	"time"
 )
 
-// ErrOverloaded is the error of a call a Limiter refused: the calls in
-// flight had reached its limit. Its Overloaded method tells layers that
-// cannot import this package (resiliency, discovery) that the refusal is
-// no verdict on any instance and must not be retried, as net/http's
-// Timeout() does for timeouts.
-var ErrOverloaded error = overloadedError{}
+// ErrOverloaded is what every refusal for overload matches with
+// errors.Is: a Limiter's *RefusedError, and whatever wraps one.
+var ErrOverloaded = errors.New("overloaded")
 
-type overloadedError struct{}
+// RefusedError is the error of a call refused because the calls in flight
+// had reached an adaptive concurrency limit. Its Overloaded method tells
+// layers that cannot import this package (resiliency, discovery) that the
+// refusal is no verdict on any instance and must not be retried, as
+// net/http's Timeout() does for timeouts.
+type RefusedError struct {
+	// Side is whose limit refused: SideOutbound (the caller's, per
+	// target) or SideApp (the callee's app channel); "" for a limiter of
+	// neither.
+	Side string
+	// Limit is the limit that was reached; 0 when not known (a refusal
+	// reported by another sidecar).
+	Limit int
+}
 
-func (overloadedError) Error() string    { return "overloaded: the concurrency limit is reached" }
-func (overloadedError) Overloaded() bool { return true }
+func (e *RefusedError) Error() string {
+	side := ""
+	switch e.Side {
+	case SideOutbound:
+		side = " to the target"
+	case SideApp:
+		side = " to the app"
+	}
+	if e.Limit > 0 {
+		return fmt.Sprintf("overloaded: %d calls in flight%s, the adaptive concurrency limit", e.Limit, side)
+	}
+	return "overloaded: calls in flight" + side + " reached the adaptive concurrency limit"
+}
+
+// Overloaded reports true: the call was refused for overload.
+func (e *RefusedError) Overloaded() bool { return true }
+
+// Is makes errors.Is(err, ErrOverloaded) true.
+func (e *RefusedError) Is(target error) bool { return target == ErrOverloaded }
 
 // IsOverloaded reports whether err, or an error it wraps, says a call was
 // refused for overload: ErrOverloaded, or any error with an Overloaded()
 // bool method that returns true.
 func IsOverloaded(err error) bool {
 	var o interface{ Overloaded() bool }
-	return errors.As(err, &o) && o.Overloaded()
+	return errors.Is(err, ErrOverloaded) || errors.As(err, &o) && o.Overloaded()
 }
 
 // Window tuning that Config does not expose.
@@ -88,6 +116,7 @@ const (
 // sample takes a mutex.
 type Limiter struct {
 	cfg      Config
+	side     string // RefusedError's Side
 	limit    atomic.Int64
 	inflight atomic.Int64
 	probing  atomic.Bool   // measuring minRTT: the limit is MinLimit
@@ -126,21 +155,21 @@ type Token struct {
 	probe bool // admitted during a minRTT measurement
 }
 
-// Acquire admits one call, or refuses it with ErrOverloaded when the calls
-// in flight have reached the limit. An admitted call must be released once
+// Acquire admits one call, or refuses it with a *RefusedError
+// (ErrOverloaded) when the calls in flight have reached the limit. An admitted call must be released once
 // with Release. A nil *Limiter admits every call.
 func (l *Limiter) Acquire() (Token, error) {
 	if l == nil {
 		return Token{}, nil
 	}
-	if l.inflight.Add(1) > l.limit.Load() {
+	if limit := l.limit.Load(); l.inflight.Add(1) > limit {
 		l.inflight.Add(-1)
 		l.refused.Add(1)
 		l.refusals.Store(true)
 		if l.onRefused != nil {
 			l.onRefused()
 		}
-		return Token{}, ErrOverloaded
+		return Token{}, &RefusedError{Side: l.side, Limit: int(limit)}
 	}
 	return Token{start: l.cfg.Now(), epoch: l.epoch.Load(), probe: l.probing.Load()}, nil
 }

@@ -47,8 +47,12 @@ func TestLimiterRefusesBeyondLimit(t *testing.T) {
 			t.Fatalf("Acquire past the limit: %v, want ErrOverloaded", err)
 		}
 	}
-	if got := l.Refused(); got != 2 {
-		t.Errorf("Refused() = %d, want 2", got)
+	var re *RefusedError
+	if _, err := l.Acquire(); !errors.As(err, &re) || re.Limit != 3 || re.Side != "" {
+		t.Errorf("refusal %#v, want a *RefusedError of limit 3", err)
+	}
+	if got := l.Refused(); got != 3 {
+		t.Errorf("Refused() = %d, want 3", got)
 	}
 	if got := l.InFlight(); got != 3 {
 		t.Errorf("InFlight() = %d, want 3 (refusals take no slot)", got)

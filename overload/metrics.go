@@ -44,6 +44,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // bind makes l report to the series of (side, appID).
 func (m *Metrics) bind(l *Limiter, side, appID string) {
+	l.side = side
 	if m == nil {
 		return
 	}

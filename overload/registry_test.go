@@ -183,3 +183,15 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) Close() error { c.closed++; return nil }
+
+func TestLayerFreesTheSlotOnPanic(t *testing.T) {
+	l := NewLimiter(Config{MinLimit: 1, MaxLimit: 1})
+	rt := l.Layer()(roundTripFunc(func(*http.Request) (*http.Response, error) { panic("layer bug") }))
+	func() {
+		defer func() { _ = recover() }()
+		_ = call(t, rt, "x")
+	}()
+	if n := l.InFlight(); n != 0 {
+		t.Errorf("%d in flight after a panic below the layer, want 0", n)
+	}
+}
