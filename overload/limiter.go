@@ -91,10 +91,13 @@ const (
 //     square root as headroom for bursts, clamped to [MinLimit, MaxLimit].
 //     Latency within the buffer lets the limit grow towards MaxLimit;
 //     queueing beyond it brings the limit down until the queue is gone.
-//     A window judges only the calls admitted under its limit, and a rise
-//     applies a quarter at a time (a fall at once): latency lags the limit
-//     by a round trip, and without both the queue oscillates (Envoy's
-//     fixed 100 ms windows do, against a 100 ms app).
+//     Latency lags the limit by a round trip, so a fall is judged on every
+//     answer of the window and applied at once (overload is cut as soon as
+//     it shows), while a rise is judged only on the answers of calls
+//     admitted under the current limit and applied a quarter at a time:
+//     Envoy's fixed 100 ms windows, which do neither, make the queue
+//     oscillate between the limit's bounds against a 100 ms app
+//     (TestLimiterKeepsQueueShortAtThreeTimesCapacity).
 //   - minRTT is the first window's median, then the lowest window median
 //     seen (of windows with at least 5 answers). Envoy re-measures it every
 //     interval by pinning the limit to its minimum for a number of calls,
@@ -129,8 +132,7 @@ type Limiter struct {
 
 	mu         sync.Mutex
 	winStart   time.Time
-	win        [windowSamples]time.Duration
-	nwin       int           // answers in the window; the latest windowSamples are in win
+	all, cur   window        // the window's answers: all of them, and those admitted under its limit
 	minRTT     time.Duration // 0: not yet measured
 	lastCheck  time.Time     // when minRTT was last measured, or found in no need of it
 	probeStart time.Time
@@ -200,27 +202,45 @@ func (l *Limiter) Release(t Token, sample bool) {
 		}
 		return
 	}
-	if t.epoch != l.epoch.Load() {
-		// Admitted under an earlier limit: its latency says how that
-		// limit did, which the window that limit had already judged.
-		return
+	l.all.add(rtt)
+	if t.epoch == l.epoch.Load() {
+		l.cur.add(rtt)
 	}
-	l.win[l.nwin%windowSamples] = rtt
-	l.nwin++
-	if el := now.Sub(l.winStart); el >= l.cfg.Window && l.nwin >= minWindowSamples || el >= maxWindows*l.cfg.Window {
+	if el := now.Sub(l.winStart); el >= l.cfg.Window && l.all.n >= minWindowSamples || el >= maxWindows*l.cfg.Window {
 		l.update(now)
 	}
 }
 
+// window keeps the latest windowSamples latencies of a window.
+type window struct {
+	d [windowSamples]time.Duration
+	n int // answers added; the latest windowSamples are in d
+}
+
+func (w *window) add(d time.Duration) {
+	w.d[w.n%windowSamples] = d
+	w.n++
+}
+
+// median of the kept latencies (which it reorders); 0 for none.
+func (w *window) median() time.Duration { return median(w.d[:min(w.n, windowSamples)]) }
+
 // update closes the window: minRTT, then the limit. l.mu is held.
+//
+// Queueing is judged on every answer of the window, so that the limit
+// comes down as soon as latency shows it, whichever limit admitted the
+// calls; a rise is judged only on the answers of calls admitted under the
+// current limit (at least minWindowSamples of them: else the window closes
+// without a change and those answers count in the next), since earlier
+// ones measure a lower limit and would raise it again before its effect
+// shows.
 func (l *Limiter) update(now time.Time) {
-	n := min(l.nwin, windowSamples)
-	sample := median(l.win[:n])
-	enough := l.nwin >= minWindowSamples
-	l.nwin, l.winStart = 0, now
-	l.epoch.Add(1)
+	enough := l.all.n >= minWindowSamples
+	sample := l.all.median()
+	l.all.n, l.winStart = 0, now
 	if l.minRTT == 0 {
 		l.minRTT, l.lastCheck = sample, now
+		l.closeWindow()
 		return
 	}
 	if enough && sample < l.minRTT {
@@ -233,16 +253,36 @@ func (l *Limiter) update(now time.Time) {
 			return
 		}
 	}
+	cur := l.limit.Load()
+	next := l.next(cur, sample)
+	if next >= cur {
+		if l.cur.n < minWindowSamples {
+			return // too few answers under this limit to raise it
+		}
+		next = l.next(cur, l.cur.median())
+		if next > cur {
+			next = cur + int64(math.Ceil(growth*float64(next-cur)))
+		}
+	}
+	l.closeWindow()
+	l.setLimit(next)
+}
+
+// next is the gradient controller's new limit for a window whose median
+// latency is sample.
+func (l *Limiter) next(cur int64, sample time.Duration) int64 {
 	buffer := max(time.Duration(float64(l.minRTT)*l.cfg.Buffer), l.cfg.MinBuffer)
 	g := float64(l.minRTT+buffer) / float64(max(sample, 1))
 	g = min(max(g, minGradient), maxGradient)
-	cur := float64(l.limit.Load())
-	next := cur * g
+	next := float64(cur) * g
 	next += math.Sqrt(next)
-	if next > cur {
-		next = cur + growth*(next-cur)
-	}
-	l.setLimit(int64(min(max(next, float64(l.cfg.MinLimit)), float64(l.cfg.MaxLimit))))
+	return int64(min(max(next, float64(l.cfg.MinLimit)), float64(l.cfg.MaxLimit)))
+}
+
+// closeWindow starts the next limit's window. l.mu is held.
+func (l *Limiter) closeWindow() {
+	l.cur.n = 0
+	l.epoch.Add(1)
 }
 
 // startProbe pins the limit to MinLimit to measure minRTT again. l.mu is
@@ -252,6 +292,7 @@ func (l *Limiter) startProbe(now time.Time) {
 	l.probe = l.probe[:0]
 	l.probeStart = now
 	l.probing.Store(true)
+	l.closeWindow()
 	l.setLimit(int64(l.cfg.MinLimit))
 }
 
@@ -261,8 +302,8 @@ func (l *Limiter) endProbe(now time.Time) {
 	l.minRTT = max(median(l.probe), 1)
 	l.probe = l.probe[:0]
 	l.probing.Store(false)
-	l.lastCheck, l.winStart, l.nwin = now, now, 0
-	l.epoch.Add(1)
+	l.lastCheck, l.winStart, l.all.n = now, now, 0
+	l.closeWindow()
 	l.refusals.Store(false)
 	l.setLimit(l.restore)
 }
