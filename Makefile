@@ -4,7 +4,7 @@ GO ?= go
 # (go.dev/issue/75804: a spurious "context deadline exceeded" with no crasher).
 FUZZTIME ?= 50000x
 
-.PHONY: all build test unit e2e fuzz lint bench demo peers
+.PHONY: all build test unit e2e fuzz lint bench bench-overload demo peers
 
 all: build
 
@@ -55,3 +55,10 @@ fuzz:
 OUT ?= bench-results
 bench:
 	GO="$(GO)" OUT="$(OUT)" bash test/bench/run.sh
+
+# bench-overload runs the overload benchmark (test/bench/overload.sh; docs/
+# performance.md, Overload): 3x a slow app's capacity through two sidecars,
+# the adaptive limit off and on, about a minute; overload.md, overload.jsonl
+# and the charts go into $(OUT).
+bench-overload:
+	GO="$(GO)" OUT="$(OUT)" bash test/bench/overload.sh

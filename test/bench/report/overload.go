@@ -133,9 +133,10 @@ func writeOverloadReport(w io.Writer, rs []result.Overload, header string) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "Latency runs from each request's scheduled start to its last answer byte (no coordinated omission).")
-	fmt.Fprintln(w, "Admitted: answered 200; refused: answered 503 (Skein's OVERLOADED); errors: anything else, timeouts included.")
+	fmt.Fprintln(w, "Admitted: answered 200; refused: answered 503 (Skein's OVERLOADED); errors: anything else, timeouts included;")
+	fmt.Fprintln(w, "goodput: admitted calls a second of the phase's wall time, from its first scheduled request to its last answer.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| scenario | run | offered | sent | admitted | admitted/s | refused | errors | admitted p50 ms | p90 ms | p99 ms | max ms | refusal p99 ms | skein_overload_refused_total |")
+	fmt.Fprintln(w, "| scenario | run | offered | sent | admitted | goodput req/s | refused | errors | admitted p50 ms | p90 ms | p99 ms | max ms | refusal p99 ms | skein_overload_refused_total |")
 	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
 	for _, r := range rs {
 		refusal := dash
@@ -155,7 +156,7 @@ func writeOverloadReport(w io.Writer, rs []result.Overload, header string) {
 			offered += fmt.Sprintf(" (%.1f×)", r.TargetRate/r.Capacity)
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %d | %d | %.1f | %d | %d | %.1f | %.1f | %.1f | %.1f | %s | %s |\n",
-			r.Scenario, r.Run, offered, r.Sent, r.Admitted, float64(r.Admitted)/float64(max(len(r.Series), 1)), r.Refused, r.Errors,
+			r.Scenario, r.Run, offered, r.Sent, r.Admitted, float64(r.Admitted)/max(r.Seconds, 1e-9), r.Refused, r.Errors,
 			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, refusal, metrics)
 	}
 	fmt.Fprintln(w)
