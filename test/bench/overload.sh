@@ -25,7 +25,7 @@
 #   DURATION [15]      measured phase, seconds
 #   WARMUP [3]         warm-up, seconds
 #   WARMUP_RATE        warm-up req/s [half the capacity]
-#   TIMEOUT [15s]      client timeout: a request unsent or unanswered this long is an error
+#   TIMEOUT [30s]      client timeout: a request unsent or unanswered this long is an error
 #   CONNS [1000]       most requests in flight from the generator
 #   RUNS [1]           repetitions of both scenarios, interleaved
 #   SCENARIOS [queue adaptive]
@@ -44,7 +44,7 @@ DELAY=${DELAY:-100ms}
 FACTOR=${FACTOR:-3}
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
-TIMEOUT=${TIMEOUT:-15s}
+TIMEOUT=${TIMEOUT:-30s}
 CONNS=${CONNS:-1000}
 RUNS=${RUNS:-1}
 SCENARIOS=${SCENARIOS:-queue adaptive}
