@@ -23,12 +23,12 @@
 //     behaviour by which resiliency (no retry, no breaker count) and
 //     discovery (no outlier verdict) recognise it without importing this
 //     package.
-//   - Metrics: skein_overload_refused_total{side,app_id} and
-//     skein_overload_limit{side,app_id}.
+//   - Metrics: skein_overload_refused_total{app_id,side,dst_app_id} and
+//     skein_overload_limit{app_id,side,dst_app_id}.
 //
 // Usage:
 //
-//	m, err := overload.NewMetrics(reg)
+//	m, err := overload.NewMetrics(reg, "checkout")
 //	targets := overload.NewRegistry(overload.DefaultConfig, 0, m)
 //	app := overload.NewAppLimiter(overload.DefaultConfig, m, "orders")
 //	out := targets.Layer(targetOf)(peerTransport)

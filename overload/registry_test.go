@@ -65,7 +65,7 @@ func TestRegistryLearnsOnlyTargetsThatAnswer(t *testing.T) {
 
 func TestRegistryIsBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
+	m, err := NewMetrics(reg, "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestRegistryIsBounded(t *testing.T) {
 
 func TestLayerRefusesAndReports(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
+	m, err := NewMetrics(reg, "orders")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestLayerRefusesAndReports(t *testing.T) {
 	want := `
 # HELP skein_overload_refused_total Calls refused at once (503 OVERLOADED) because the adaptive concurrency limit was reached, by side (outbound: per target; app: the app channel).
 # TYPE skein_overload_refused_total counter
-skein_overload_refused_total{app_id="orders",side="app"} 1
+skein_overload_refused_total{app_id="orders",dst_app_id="orders",side="app"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "skein_overload_refused_total"); err != nil {
 		t.Error(err)

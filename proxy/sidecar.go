@@ -255,7 +255,7 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("overload: %w", err)
 		}
-		om, err := overload.NewMetrics(reg)
+		om, err := overload.NewMetrics(reg, opts.AppID)
 		if err != nil {
 			return nil, err
 		}

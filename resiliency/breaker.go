@@ -125,7 +125,9 @@ func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {
 			},
 			// A caller that went away, or whose request body failed, says
 			// nothing about the callee; nor does a refusal for overload.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || isClientFault(err) || isOverloaded(err) },
+			IsExcluded: func(err error) bool {
+				return errors.Is(err, context.Canceled) || isClientFault(err) || isOverloaded(err)
+			},
 		}),
 	}
 }

@@ -142,10 +142,10 @@ func TestOverloadAppChannelLimit(t *testing.T) {
 	const n, limit = 10, 3
 	overloadBurst(t, a, bPort, n, limit, "g1", "app")
 
-	if got := b.metric(t, "skein_overload_refused_total", `side="app"`, `app_id="app-b"`); got != n-limit {
+	if got := b.metric(t, "skein_overload_refused_total", `app_id="app-b"`, `side="app"`, `dst_app_id="app-b"`); got != n-limit {
 		t.Errorf("callee skein_overload_refused_total{side=app} = %v, want %d (a retry would have been refused too)", got, n-limit)
 	}
-	if got := b.metric(t, "skein_overload_limit", `side="app"`, `app_id="app-b"`); got != limit {
+	if got := b.metric(t, "skein_overload_limit", `app_id="app-b"`, `side="app"`, `dst_app_id="app-b"`); got != limit {
 		t.Errorf("callee skein_overload_limit = %v, want %d", got, limit)
 	}
 	if got := a.metric(t, "skein_overload_refused_total"); got != 0 {
@@ -193,8 +193,8 @@ func TestOverloadTargetLimit(t *testing.T) {
 	const n, limit = 10, 3
 	overloadBurst(t, a, bPort, n, limit, "g2", "outbound")
 
-	if got := a.metric(t, "skein_overload_refused_total", `side="outbound"`, `app_id="app-b"`); got != n-limit {
-		t.Errorf("caller skein_overload_refused_total{side=outbound,app_id=app-b} = %v, want %d", got, n-limit)
+	if got := a.metric(t, "skein_overload_refused_total", `app_id="app-a"`, `side="outbound"`, `dst_app_id="app-b"`); got != n-limit {
+		t.Errorf("caller skein_overload_refused_total{side=outbound,dst_app_id=app-b} = %v, want %d", got, n-limit)
 	}
 	if got := a.metric(t, "skein_overload_limit", `side="outbound"`); got != limit {
 		t.Errorf("caller skein_overload_limit summed over targets = %v, want %d: app-b's only, none for unknown app ids", got, limit)
