@@ -10,8 +10,12 @@ import (
 // one (DefaultConfig); Validate reports every bad field at once.
 type Config struct {
 	// MinLimit is the lowest the limit goes, and the limit while the
-	// no-load latency is measured again; default 20, so that a handful of
-	// concurrent calls is never refused, however slow the target.
+	// no-load latency is measured again; default 100. Below it nothing is
+	// ever refused, however slow the target: a limiter cannot tell calls
+	// queueing in a small app from a workload that moved to slower
+	// methods (both raise latency with concurrency), so the default only
+	// bounds the queue; a lower floor protects small apps' latency more
+	// tightly at the risk of refusing bursts of slow calls.
 	MinLimit int
 	// MaxLimit is the highest the limit goes; default 1000 (Envoy's
 	// max_concurrency_limit).
@@ -46,7 +50,7 @@ type Config struct {
 // DefaultConfig is Config's documented defaults, what the sidecar uses
 // unless told otherwise (--overload-min-limit, --overload-max-limit).
 var DefaultConfig = Config{
-	MinLimit:       20,
+	MinLimit:       100,
 	MaxLimit:       1000,
 	InitialLimit:   100,
 	Window:         100 * time.Millisecond,

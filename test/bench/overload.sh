@@ -19,8 +19,10 @@
 # over time (overload-latency.svg) and the outcomes (overload-outcomes.svg).
 #
 # Environment (defaults in brackets):
-#   WORKERS [20]       requests the app serves at once
-#   DELAY [100ms]      time each takes
+#   WORKERS [100]      requests the app serves at once (at least --overload-min-limit,
+#                      100, for the limit to keep its queue short: below that it
+#                      only bounds it)
+#   DELAY [500ms]      time each takes
 #   FACTOR [3]         offered load, times the app's capacity
 #   DURATION [15]      measured phase, seconds
 #   WARMUP [3]         warm-up, seconds
@@ -39,8 +41,8 @@
 # is stopped on exit, on error and on Ctrl-C.
 set -euo pipefail
 
-WORKERS=${WORKERS:-20}
-DELAY=${DELAY:-100ms}
+WORKERS=${WORKERS:-100}
+DELAY=${DELAY:-500ms}
 FACTOR=${FACTOR:-3}
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
