@@ -82,7 +82,8 @@ const (
 // the limit follows the latency of the calls it admitted.
 //
 // The algorithm is Envoy's gradient controller (adaptive_concurrency
-// filter), with two changes so that it can be on by default:
+// filter), changed so that it can be on by default and keeps the queue
+// short against a slow app:
 //
 //   - Every Window the median latency of the window's calls (sample) is
 //     compared with the no-load latency (minRTT):
@@ -123,7 +124,7 @@ type Limiter struct {
 	limit    atomic.Int64
 	inflight atomic.Int64
 	probing  atomic.Bool   // measuring minRTT: the limit is MinLimit
-	epoch    atomic.Uint64 // windows closed so far; a call samples only the window it started in
+	epoch    atomic.Uint64 // limits set so far; a rise is judged on the calls admitted under the current one
 	refusals atomic.Bool   // a call was refused since the last minRTT check
 	refused  atomic.Uint64
 	// onRefused and onLimit report to metrics; either may be nil.
@@ -158,8 +159,9 @@ type Token struct {
 }
 
 // Acquire admits one call, or refuses it with a *RefusedError
-// (ErrOverloaded) when the calls in flight have reached the limit. An admitted call must be released once
-// with Release. A nil *Limiter admits every call.
+// (ErrOverloaded) when the calls in flight have reached the limit. An
+// admitted call must be released once with Release. A nil *Limiter admits
+// every call.
 func (l *Limiter) Acquire() (Token, error) {
 	if l == nil {
 		return Token{}, nil
