@@ -20,8 +20,11 @@ type Config struct {
 	// MaxLimit is the highest the limit goes; default 1000 (Envoy's
 	// max_concurrency_limit).
 	MaxLimit int
-	// InitialLimit is the limit before the first window; default 100,
-	// clamped to [MinLimit, MaxLimit].
+	// InitialLimit is the limit before the first window, clamped to
+	// [MinLimit, MaxLimit]; default MaxLimit: a new limiter knows nothing
+	// of its target and tightens only on evidence of queueing, so that a
+	// burst of long calls right after start (long polls, held streams) is
+	// not refused for want of samples.
 	InitialLimit int
 	// Window is how often the limit is recomputed from the latencies
 	// measured since (Envoy's concurrency_update_interval); default 100ms.
@@ -52,7 +55,6 @@ type Config struct {
 var DefaultConfig = Config{
 	MinLimit:       100,
 	MaxLimit:       1000,
-	InitialLimit:   100,
 	Window:         100 * time.Millisecond,
 	Buffer:         0.25,
 	MinBuffer:      5 * time.Millisecond,
@@ -71,7 +73,7 @@ func (c Config) withDefaults() Config {
 		c.MaxLimit = max(d.MaxLimit, c.MinLimit)
 	}
 	if c.InitialLimit == 0 {
-		c.InitialLimit = d.InitialLimit
+		c.InitialLimit = c.MaxLimit
 	}
 	c.InitialLimit = min(max(c.InitialLimit, c.MinLimit), c.MaxLimit)
 	if c.Window == 0 {

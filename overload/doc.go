@@ -10,7 +10,7 @@
 //     it differs): within MinLimit and MaxLimit it grows while latency
 //     stays near the no-load latency and comes down as soon as calls queue.
 //   - Config: the limits and the algorithm's tuning, with defaults
-//     (DefaultConfig: limit 100 to 1000, starting at 100) and Validate.
+//     (DefaultConfig: limit 100 to 1000, starting at 1000) and Validate.
 //   - Registry: the caller side's limiters, one per target, created only
 //     for targets that answered and bounded in number (LRU), so unknown
 //     or hostile names cannot grow it.

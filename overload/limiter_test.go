@@ -73,7 +73,7 @@ func TestNilLimiterAdmitsAll(t *testing.T) {
 }
 
 func TestLimiterGrowsWhileLatencyIsFlat(t *testing.T) {
-	l, c := newTestLimiter(Config{})
+	l, c := newTestLimiter(Config{MinLimit: 20, InitialLimit: 100})
 	if got := l.Limit(); got != 100 {
 		t.Fatalf("initial limit %d, want 100", got)
 	}
@@ -124,7 +124,7 @@ func TestLimiterShrinksWhenCallsQueueAndRecovers(t *testing.T) {
 func TestLimiterToleratesTheBuffer(t *testing.T) {
 	// 100 ms no-load latency: the buffer is 25 ms. At 120 ms the limit
 	// still grows; at 200 ms it falls.
-	l, c := newTestLimiter(Config{})
+	l, c := newTestLimiter(Config{InitialLimit: 200})
 	feed(t, l, c, 5, 100*time.Millisecond)
 	before := l.Limit()
 	feed(t, l, c, 5, 120*time.Millisecond)
@@ -152,7 +152,7 @@ func TestLimiterMinBufferForFastTargets(t *testing.T) {
 }
 
 func TestLimiterIgnoresCallsThatAreNoSample(t *testing.T) {
-	l, c := newTestLimiter(Config{})
+	l, c := newTestLimiter(Config{InitialLimit: 100})
 	for range 100 {
 		tok, err := l.Acquire()
 		if err != nil {
