@@ -58,7 +58,7 @@ bench:
 
 # bench-overload runs the overload benchmark (test/bench/overload.sh; docs/
 # performance.md, Overload): 3x a slow app's capacity through two sidecars,
-# the adaptive limit off and on, about a minute; overload.md, overload.jsonl
+# the adaptive limit off and on, about two minutes; overload.md, overload.jsonl
 # and the charts go into $(OUT).
 bench-overload:
 	GO="$(GO)" OUT="$(OUT)" bash test/bench/overload.sh
