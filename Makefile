@@ -4,7 +4,7 @@ GO ?= go
 # (go.dev/issue/75804: a spurious "context deadline exceeded" with no crasher).
 FUZZTIME ?= 50000x
 
-.PHONY: all build test unit e2e fuzz lint bench bench-xds demo peers manifests soak
+.PHONY: all build test unit e2e fuzz lint bench bench-xds bench-overload demo peers manifests soak
 
 all: build
 
@@ -87,3 +87,10 @@ soak: build
 XDS_OUT ?= xds-bench-results
 bench-xds:
 	GO="$(GO)" OUT="$(XDS_OUT)" bash test/bench/xds/run.sh
+
+# bench-overload runs the overload benchmark (test/bench/overload.sh; docs/
+# performance.md, Overload): 3x a slow app's capacity through two sidecars,
+# the adaptive limit off and on, about two minutes; overload.md, overload.jsonl
+# and the charts go into $(OUT).
+bench-overload:
+	GO="$(GO)" OUT="$(OUT)" bash test/bench/overload.sh

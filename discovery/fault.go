@@ -29,3 +29,19 @@ func faultOfClient(err error, body *replayBody) error {
 	}
 	return nil
 }
+
+// overloaded is how an error says that the call was refused for overload:
+// the instance's sidecar answered, at once, that its app has too many
+// calls in flight (proxy turns that answer into an error with this
+// method). The instance is alive and did not fail: no outlier verdict, no
+// latency sample (a fast refusal would make it look fast and draw more
+// calls), and the call is not sent to another instance (no retry adds to
+// an overload).
+type overloaded interface{ Overloaded() bool }
+
+// isOverloaded reports whether err, or an error it wraps, is a refusal for
+// overload.
+func isOverloaded(err error) bool {
+	var o overloaded
+	return errors.As(err, &o) && o.Overloaded()
+}

@@ -106,3 +106,64 @@ func TestClientBodyFaultIsNotTheInstances(t *testing.T) {
 		})
 	}
 }
+
+// overloadErr is a refusal for overload, as proxy makes of a peer
+// sidecar's 503 OVERLOADED answer.
+type overloadErr struct{}
+
+func (overloadErr) Error() string    { return "the target's sidecar refused the call: overloaded" }
+func (overloadErr) Overloaded() bool { return true }
+
+// TestOverloadRefusalIsNotTheInstances: an instance whose sidecar refuses
+// calls for overload is alive: however many refusals, it is not ejected,
+// and no refused call is sent to another instance (that would retry into
+// an overload).
+func TestOverloadRefusalIsNotTheInstances(t *testing.T) {
+	var calls [2]atomic.Int32
+	var addrs [2]string
+	for i := range addrs {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls[i].Add(1)
+			w.Header().Set("Refused", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		defer srv.Close()
+		addrs[i] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	src := staticSource{"b.default": {
+		{AppID: "b", Namespace: "default", Address: addrs[0]},
+		{AppID: "b", Namespace: "default", Address: addrs[1]},
+	}}
+	res := NewResolver(src, slog.New(slog.DiscardHandler), WithMetrics(prometheus.NewRegistry(), "a"))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	refusals := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := tr.RoundTrip(r)
+		if err == nil && resp.Header.Get("Refused") != "" {
+			resp.Body.Close()
+			return nil, fmt.Errorf("b: %w", overloadErr{})
+		}
+		return resp, err
+	})
+	rt := Pick(res, prefer(addrs[0]), nil)(refusals)
+	n := 2 * DefaultOutlierDetection.Consecutive
+	for i := range n {
+		req, _ := http.NewRequest(http.MethodGet, "http://b.default/x", nil)
+		if _, err := rt.RoundTrip(req); !errors.As(err, new(overloadErr)) {
+			t.Fatalf("call %d: err = %v, want the refusal", i+1, err)
+		}
+	}
+	if got := testutil.ToFloat64(res.metrics.total.WithLabelValues("a", "b")); got != 0 {
+		t.Errorf("ejections = %v after refusals, want 0", got)
+	}
+	if got := calls[0].Load(); got != int32(n) {
+		t.Errorf("the preferred instance got %d calls, want %d", got, n)
+	}
+	if got := calls[1].Load(); got != 0 {
+		t.Errorf("the other instance got %d calls: a refused call was sent again", got)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -126,6 +126,11 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 			// the instance.
 			break
 		}
+		if isOverloaded(err) {
+			// The instance's sidecar refused the call for overload: no
+			// verdict, and not sent elsewhere (fault.go).
+			break
+		}
 		if fault := faultOfClient(err, body); fault != nil {
 			// The client's body failed (malformed, cut off, too large):
 			// no verdict on the instance, and nothing to send again.

@@ -53,12 +53,14 @@ func (s *Sidecar) buildChains() {
 		resolveRoute,  // first: the call's route (policy with xDS precedence, caps), resolved once; every layer and try below reads it
 		s.callMetrics, // skein_invocation_*: one per call, the outcome after retries
 		s.xdsCalls,    // xDS max_requests cap and route timeout: whole-call limits, so outside retry
-		retry,         // outside the breaker: every try is counted; budgeted; bodies kept up to --max-replay-body-size
+		s.overloadTargets.Layer(s.overloadTarget), // adaptive concurrency limit per target: refuses at once (503 OVERLOADED); outside retry, so a refusal is never retried and a call's tries are one sample
+		retry, // outside the breaker: every try is counted; budgeted; bodies kept up to --max-replay-body-size
 		resiliency.Breaker(s.breakers, policyOf, methodOf),          // fails fast with ErrCircuitOpen, no network
 		resiliency.Timeout(policyOf, s.resMetrics),                  // per-attempt deadline
 		recovery.RoundTripper(panicLayerPeerAttempt, panics, s.log), // a panic in a try is a failed try: breaker, budget and max_requests release as for any error
 		s.attemptMetrics,   // dapr_runtime_service_invocation_{req_sent,res_recv}: per attempt past the breaker
 		pick,               // endpoint chosen per try (ejected instances skipped); copies the request addressed to it
+		peerRefusals,       // under the picker: a peer's 503 OVERLOADED becomes a refusal, no verdict on the instance, not retried
 		s.access.TryTiming, // --access-log: connect, TLS and upstream time of each try
 		handOver,           // innermost: a 101's connection goes to the forwarder before any layer wraps the body
 	)
@@ -99,11 +101,13 @@ func (s *Sidecar) buildChains() {
 	// Sidecar → local app, for calls from peers and self-invocation.
 	s.local.Transport = wrap(s.appTransport,
 		recovery.RoundTripper(panicLayerAppChannel, panics, s.log), // outermost: a panic below is a 500 INTERNAL; the limiter frees its slot by itself
-		appChannelErrors, // every failure below is an app-channel failure
+		appChannelErrors,                           // every failure below is an app-channel failure
+		s.appLimit.Layer(),                         // adaptive concurrency limit of the app channel: refuses at once (503 OVERLOADED) before the queue; its latency includes the queue's wait
 		limitConcurrency(s.opts.AppMaxConcurrency), // --app-max-concurrency: excess calls queue
 		apphealth.Require(s.health),                // --enable-app-health-check: no call to an unhealthy app, from peers or self; after the queue, so a call that waited meanwhile is refused too
 		s.access.AppTiming,                         // --access-log: queue and app times, reported to a caller that asks
 		s.appMetrics,                               // dapr_http_client_*, callee invocation metrics: the app's own time, after the queue
+		appOverloadHeader,                          // the app cannot mark its answer as this sidecar's refusal
 		handOver,                                   // innermost: a 101's connection goes to the forwarder; the slot above is held until the tunnel ends
 	)
 }

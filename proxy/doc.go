@@ -14,15 +14,16 @@
 //	    httpPipeline rate limits, serveAPI (parse the invocation, body
 //	    limit, the call's facts) →
 //	    forwarder → resolveRoute (the call's *Route, once), call metrics,
-//	    xDS call caps, retry, breaker, per-try timeout, recovery, attempt
-//	    metrics, pick an instance, try timing → peer transport
+//	    xDS call caps, adaptive limit per target, retry, breaker, per-try
+//	    timeout, recovery, attempt metrics, pick an instance, peer refusals,
+//	    try timing → peer transport
 //	inbound (peer port): recovery, gRPC errors, SERVER span, peer
 //	    identity, access log, inboundCall (authority, app channel,
 //	    normalised method and verb), authorizeCall, limitCaller (per-caller
 //	    rate limits), callerBody, callerDeadline, appPipeline rate limits
 //	    (self-invocation too) → forwarder → recovery, app-channel errors,
-//	    concurrency limit, app health, app timing, app metrics → app
-//	    transport
+//	    adaptive limit, concurrency limit (queue), app health, app timing,
+//	    app metrics → app transport
 //	external (a URL or HTTPEndpoint target, external.go): serveAPI →
 //	    forwarder → resolveRoute, call metrics, retry, breaker, timeout,
 //	    recovery, attempt metrics, try timing → the endpoint's transport
@@ -74,6 +75,14 @@
 // The access log (--access-log), its timing layers and the Skein-Timing
 // exchange between sidecars are package accesslog, told by accesslog.Note
 // which call a request is.
+//
+// Overload (overload.go, package overload): adaptive concurrency limits,
+// one per target outside the retry layer and one on the app channel before
+// the --app-max-concurrency queue, refuse calls beyond them at once (503
+// OVERLOADED, Retry-After, HeaderOverloaded). On the caller, a peer's such
+// refusal becomes an error just under the picker (peerRefusals), which
+// resiliency and discovery recognise as no verdict on the instance and
+// never retry.
 //
 // Every chain has a recovery layer (package recovery, recover.go): a panic
 // in a layer fails only its request, with a 500 INTERNAL, and is logged and

@@ -9,6 +9,7 @@ import (
 	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity/access"
+	"github.com/skeinmesh/skein/overload"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/recovery"
 	"github.com/skeinmesh/skein/resiliency"
@@ -36,6 +37,7 @@ const (
 	ReasonInvalidBody     = "INVALID_REQUEST_BODY"
 	ReasonInternal        = "INTERNAL"      // a recovered panic (proxy/recover.go)
 	ReasonAppUnhealthy    = "APP_UNHEALTHY" // the app fails its health checks (--enable-app-health-check)
+	ReasonOverloaded      = "OVERLOADED"    // refused at once by an adaptive concurrency limit (package overload)
 )
 
 // Dapr error codes (contract §1.10).
@@ -94,6 +96,10 @@ func classify(err error) (status int, reason string) {
 		return http.StatusForbidden, ReasonAccessDenied
 	case errors.As(err, &limited):
 		return http.StatusTooManyRequests, ReasonRateLimited
+	case overload.IsOverloaded(err):
+		// 503, as Envoy's adaptive concurrency filter answers: the
+		// status RFC 9110 §15.6.4 gives temporary overload.
+		return http.StatusServiceUnavailable, ReasonOverloaded
 	case errors.Is(err, errOverflow):
 		return http.StatusServiceUnavailable, ReasonCircuitOpen
 	case errors.Is(err, resiliency.ErrCircuitOpen), errors.Is(err, resiliency.ErrTooManyRequests):
@@ -153,6 +159,18 @@ func writeInvokeError(w http.ResponseWriter, target string, err error) {
 			md = map[string]string{}
 		}
 		md["appID"] = target
+	}
+	if reason == ReasonOverloaded {
+		var refused *overload.RefusedError
+		if errors.As(err, &refused) && refused.Side != "" {
+			if md == nil {
+				md = map[string]string{}
+			}
+			md["limit"] = refused.Side // whose limit refused: outbound (this sidecar's, per target) or app (the callee's app channel)
+		}
+		h := w.Header()
+		h.Set("Retry-After", overloadRetryAfter)
+		h.Set(HeaderOverloaded, "true")
 	}
 	writeError(w, status, codeDirectInvoke, msg, reason, md)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
 	"github.com/skeinmesh/skein/internal/inlineio"
+	"github.com/skeinmesh/skein/overload"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/resiliency"
 	"github.com/skeinmesh/skein/telemetry"
@@ -72,6 +73,12 @@ type Options struct {
 	// sent again on a retry (0: resiliency.DefaultMaxReplayBody; negative:
 	// none).
 	MaxReplayBody int64
+	// Overload turns on adaptive concurrency limits (package overload),
+	// sized by it: one per target on the caller side and one on the app
+	// channel; calls beyond a limit are refused at once with 503
+	// OVERLOADED. Nil: off. The binary sets it unless
+	// --overload-protection=false.
+	Overload *overload.Config
 	// OutlierDetection ejects failing instances of a target; the zero
 	// value means discovery.DefaultOutlierDetection.
 	OutlierDetection discovery.OutlierDetection
@@ -181,10 +188,13 @@ type Sidecar struct {
 	resMetrics *resiliency.Metrics
 	breakers   *resiliency.Registry
 	budgets    *resiliency.Budgets
-	peerConn   *prometheus.CounterVec // by transport: h2, h2c, h3
-	access     *accesslog.Log         // nil: no access log
-	tracing    *telemetry.Tracing
-	health     *apphealth.Checker // --enable-app-health-check; nil: none, the app counts as healthy
+	// Adaptive concurrency limits (Options.Overload); nil: off.
+	overloadTargets *overload.Registry     // per target, caller side
+	appLimit        *overload.Limiter      // the app channel, callee side
+	peerConn        *prometheus.CounterVec // by transport: h2, h2c, h3
+	access          *accesslog.Log         // nil: no access log
+	tracing         *telemetry.Tracing
+	health          *apphealth.Checker // --enable-app-health-check; nil: none, the app counts as healthy
 }
 
 // New builds a sidecar. It does not listen yet.
@@ -258,6 +268,19 @@ func New(opts Options, registry Registrar, source discovery.Source, reg *prometh
 		return nil, err
 	}
 	s.resMetrics, s.breakers, s.budgets = rm, resiliency.NewRegistry(rm), resiliency.NewBudgets(resiliency.DefaultBudget, rm)
+	if cfg := opts.Overload; cfg != nil {
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("overload: %w", err)
+		}
+		om, err := overload.NewMetrics(reg, opts.AppID)
+		if err != nil {
+			return nil, err
+		}
+		s.overloadTargets = overload.NewRegistry(*cfg, 0, om)
+		if opts.AppPort != 0 {
+			s.appLimit = overload.NewAppLimiter(*cfg, om, opts.AppID)
+		}
+	}
 	if s.grpcMetrics, err = daprgrpc.NewMetrics(reg, opts.AppID); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/apphealth"
+	"github.com/skeinmesh/skein/overload"
 	"github.com/skeinmesh/skein/proxy/daprgrpc"
 	"github.com/skeinmesh/skein/proxy/h1"
 	"google.golang.org/grpc/credentials"
@@ -90,13 +91,15 @@ func newAppTransport(protocol string) pool {
 const appIdleTimeout = 4 * time.Second
 
 // appChannelErrors marks every failure of the app transport as an
-// app-channel failure, except the caller's own cancellation and deadline and
-// the body limit, which keep their identity.
+// app-channel failure, except the caller's own cancellation and deadline,
+// the body limit and the refusals of the layers below (no channel,
+// unhealthy app, overload), which keep their identity.
 func appChannelErrors(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		resp, err := next.RoundTrip(r)
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
-			!errors.Is(err, errBodyTooLarge) && !errors.Is(err, errNoAppChannel) && !errors.Is(err, apphealth.ErrUnhealthy) {
+			!errors.Is(err, errBodyTooLarge) && !errors.Is(err, errNoAppChannel) && !errors.Is(err, apphealth.ErrUnhealthy) &&
+			!errors.Is(err, overload.ErrOverloaded) {
 			err = &appChannelError{err: err}
 		}
 		return resp, err

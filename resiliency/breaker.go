@@ -136,8 +136,10 @@ func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {
 				m.breakerState(&mp, to.String())
 			},
 			// A caller that went away, or whose request body failed, says
-			// nothing about the callee.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || isClientFault(err) },
+			// nothing about the callee; nor does a refusal for overload.
+			IsExcluded: func(err error) bool {
+				return errors.Is(err, context.Canceled) || isClientFault(err) || isOverloaded(err)
+			},
 		}),
 	}
 }
@@ -148,8 +150,9 @@ func (r *Registry) newBreaker(p *Policy, method string) *CircuitBreaker {
 // its leading "/"), fails fast with ErrCircuitOpen or ErrTooManyRequests
 // without calling next when the breaker refuses, and otherwise counts a
 // transport error or a response with status >= 500 as a failure; the
-// caller's cancellation and its client's faults (a malformed request body)
-// count as neither failure nor success. It sits inside Retry, so every
+// caller's cancellation, its client's faults (a malformed request body) and
+// refusals for overload (an error with Overloaded() true) count as neither
+// failure nor success. It sits inside Retry, so every
 // attempt is counted.
 func Breaker(reg *Registry, policyOf func(*http.Request) Policy, methodOf func(*http.Request) string) func(http.RoundTripper) http.RoundTripper {
 	if methodOf == nil {

@@ -134,7 +134,7 @@ func retry(req *http.Request, next http.RoundTripper, p *Policy, getBody func() 
 // shouldRetry reports whether an attempt's outcome is a retry candidate.
 func shouldRetry(ctx context.Context, rp *RetryPolicy, resp *http.Response, err error) bool {
 	if err != nil {
-		if errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrTooManyRequests) || ctx.Err() != nil || isClientFault(err) {
+		if errors.Is(err, ErrCircuitOpen) || errors.Is(err, ErrTooManyRequests) || ctx.Err() != nil || isClientFault(err) || isOverloaded(err) {
 			return false
 		}
 		return true

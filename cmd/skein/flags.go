@@ -15,6 +15,7 @@ import (
 
 	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/overload"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -55,6 +56,8 @@ type sidecarFlags struct {
 	appHealthPath                         string
 	appHealthInterval, appHealthTimeout   time.Duration
 	appHealthThreshold                    int
+	overloadProtection                    bool
+	overloadMinLimit, overloadMaxLimit    int
 }
 
 type stringList []string
@@ -117,6 +120,9 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.Var(daprDuration{&f.appHealthInterval, time.Second}, "app-health-probe-interval", "time between health probes: a duration, or whole seconds as daprd takes it")
 	fs.Var(daprDuration{&f.appHealthTimeout, time.Millisecond}, "app-health-probe-timeout", "timeout of a health probe, at most the interval: a duration, or milliseconds as daprd takes it")
 	fs.IntVar(&f.appHealthThreshold, "app-health-threshold", apphealth.DefaultThreshold, "failed health probes in a row that make the app unhealthy")
+	fs.BoolVar(&f.overloadProtection, "overload-protection", true, "adaptive concurrency limits per target and on the app channel: calls beyond one are refused at once with 503 OVERLOADED (false: calls queue)")
+	fs.IntVar(&f.overloadMinLimit, "overload-min-limit", overload.DefaultConfig.MinLimit, "lowest an adaptive concurrency limit goes: calls in flight never refused")
+	fs.IntVar(&f.overloadMaxLimit, "overload-max-limit", overload.DefaultConfig.MaxLimit, "highest an adaptive concurrency limit goes")
 	fs.IntVar(&f.cores, "cores", 1, "CPU cores the sidecar uses (0: all; the GOMAXPROCS variable overrides)")
 	return fs
 }
@@ -203,6 +209,12 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 	if err := f.checkAppHealth(); err != nil {
 		errs = append(errs, err)
 	}
+	if f.overloadMinLimit < 1 {
+		errs = append(errs, fmt.Errorf("--overload-min-limit: %d is below 1", f.overloadMinLimit))
+	}
+	if f.overloadMaxLimit < f.overloadMinLimit {
+		errs = append(errs, fmt.Errorf("--overload-max-limit: %d is below --overload-min-limit %d", f.overloadMaxLimit, f.overloadMinLimit))
+	}
 	if f.graceSeconds < 0 {
 		errs = append(errs, fmt.Errorf("--dapr-graceful-shutdown-seconds: %d is negative", f.graceSeconds))
 	}
@@ -248,11 +260,23 @@ func (f *sidecarFlags) options() (proxy.Options, error) {
 		MaxReplayBody:      replay,
 		OutlierDetection:   outlier,
 		AppHealth:          f.appHealthConfig(),
+		Overload:           f.overloadConfig(),
 
 		APIIdleTimeout:       f.apiIdleTimeout,
 		APIReadHeaderTimeout: f.apiReadHeaderTimeout,
 		APIMaxIdleConns:      f.apiMaxIdleConns,
 	}, nil
+}
+
+// overloadConfig sizes the adaptive concurrency limits; nil with
+// --overload-protection=false.
+func (f *sidecarFlags) overloadConfig() *overload.Config {
+	if !f.overloadProtection {
+		return nil
+	}
+	cfg := overload.DefaultConfig
+	cfg.MinLimit, cfg.MaxLimit = f.overloadMinLimit, f.overloadMaxLimit
+	return &cfg
 }
 
 // checkAppHealth validates the --app-health-* flags, used or not (daprd

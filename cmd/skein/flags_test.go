@@ -46,6 +46,8 @@ func TestSidecarRejectsBadFlags(t *testing.T) {
 		{"probe interval not a duration", []string{"--app-id", "a", "--app-health-probe-interval", "soon"}, `invalid value "soon" for flag -app-health-probe-interval`},
 		{"zero health threshold", []string{"--app-id", "a", "--enable-app-health-check", "--app-health-threshold", "0"}, "--app-health-threshold: 0 is below 1"},
 		{"bad health check path", []string{"--app-id", "a", "--app-health-check-path", "/%zz"}, "--app-health-check-path"},
+		{"zero overload min limit", []string{"--app-id", "a", "--overload-min-limit", "0"}, "--overload-min-limit: 0 is below 1"},
+		{"overload max below min", []string{"--app-id", "a", "--overload-min-limit", "50", "--overload-max-limit", "10"}, "--overload-max-limit: 10 is below --overload-min-limit 50"},
 		{"stray argument", []string{"--app-id", "a", "extra"}, `unexpected argument "extra"`},
 		{"missing config file", []string{"--app-id", "a", "--config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 	}

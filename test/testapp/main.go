@@ -9,6 +9,8 @@
 //	/chunks?n=N&gate=G writes N chunks, each after the previous one's gate G-<i> is released
 //	/sse?n=N&gate=G    the same as Server-Sent Events
 //	/release?gate=G    releases a gate
+//	/hold?gate=G       answers only once gate G is released (or after 30 s), sending
+//	                   nothing before: a call in flight for as long as the test wants
 //	/download?size=N   N bytes of the test pattern (chunked)
 //	/upload            reads the body; JSON {"bytes":N,"sha256":"..."}
 //	/conn              the caller's address (r.RemoteAddr), to count connections
@@ -161,6 +163,17 @@ func main() {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
 			fmt.Fprintf(w, "slept %dms", ms)
 		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		timer := time.NewTimer(30 * time.Second)
+		defer timer.Stop()
+		select {
+		case <-g.get(r.URL.Query().Get("gate")):
+			fmt.Fprint(w, "released")
+		case <-r.Context().Done():
+		case <-timer.C:
+			w.WriteHeader(http.StatusGatewayTimeout)
 		}
 	})
 	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {

@@ -17,19 +17,31 @@ import (
 )
 
 // cmdBackend serves a fixed body of -size bytes on every path until SIGTERM
-// or SIGINT: the app behind every scenario.
+// or SIGINT: the app behind every scenario. With -delay it is a slow app:
+// each request takes that long, and with -workers at most that many are
+// served at once, the rest waiting their turn (a thread pool's queue), so
+// it serves workers/delay requests a second at most.
 func cmdBackend(args []string) error {
 	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	size := fs.Int("size", 1024, "response body size in bytes")
+	delay := fs.Duration("delay", 0, "time each request takes (0: none)")
+	workers := fs.Int("workers", 0, "requests served at once, the rest queue (0: unlimited)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *delay < 0 || *workers < 0 {
+		return errors.New("-delay and -workers must not be negative")
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: fixedBody(*size), ReadHeaderTimeout: 10 * time.Second}
+	h := fixedBody(*size)
+	if *delay > 0 || *workers > 0 {
+		h = slow(h, *delay, *workers)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
@@ -62,6 +74,36 @@ func fixedBody(size int) http.Handler {
 		h["Content-Type"] = ctype
 		h["Content-Length"] = length
 		_, _ = w.Write(body)
+	})
+}
+
+// slow makes next take delay, with at most workers requests at a time
+// (0: any number); a request waits for a worker in arrival order, as far
+// as the Go scheduler keeps it, and gives up when its client goes away.
+func slow(next http.Handler, delay time.Duration, workers int) http.Handler {
+	var sem chan struct{}
+	if workers > 0 {
+		sem = make(chan struct{}, workers)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sem != nil {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

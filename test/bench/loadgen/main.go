@@ -2,9 +2,10 @@
 // benchmark (test/bench/run.sh). It uses the standard library only, so the
 // benchmark needs no load tool beyond Go.
 //
-//	loadgen backend -addr 127.0.0.1:PORT [-size 1024]
+//	loadgen backend -addr 127.0.0.1:PORT [-size 1024] [-delay D -workers N]
 //	    an HTTP/1.1 server that reads every request's whole body and
-//	    answers -size bytes
+//	    answers -size bytes; with -delay and -workers a slow app serving N
+//	    requests at a time, each taking D, the rest queueing
 //	loadgen ports [-n N]
 //	    prints N free loopback TCP ports, one a line
 //	loadgen wait -url URL [-timeout 20s] [-expect-bytes N]
@@ -18,6 +19,11 @@
 //	loadgen max -scenario S -url URL -conns C -duration D [-warmup W] [-watch name=pid ...] -out FILE
 //	    closed loop: C connections, each sending its next request as soon as
 //	    the previous one is answered
+//	loadgen overload -scenario S -url URL -rate R -duration D [-warmup W -warmup-rate WR] [-conns C] [-metrics name=URL ...] -out FILE
+//	    open loop past a slow app's capacity (test/bench/overload.sh): each
+//	    answer counted as admitted (200), refused (503) or an error, the
+//	    admitted calls' latency second by second, then each sidecar's
+//	    skein_overload_refused_total; one result.Overload line
 //
 // idle, rate and max append one JSON line per measured phase to -out
 // (package result, tagged with -run), which test/bench/report turns into
@@ -32,7 +38,7 @@ import (
 	"os"
 )
 
-const usage = `usage: loadgen backend|ports|wait|idle|rate|max [flags]
+const usage = `usage: loadgen backend|ports|wait|idle|rate|max|overload [flags]
 run "loadgen <command> -h" for a command's flags
 `
 
@@ -59,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLoad(args[1:], modeMax, stdout)
 	case "idle":
 		err = cmdIdle(args[1:], stdout)
+	case "overload":
+		err = cmdOverload(args[1:], stdout)
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2

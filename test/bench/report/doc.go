@@ -11,4 +11,10 @@
 // compares -subject (skein-mtls) with -baseline (direct, no proxy) and
 // -reference (haproxy, two HAProxy hops); docs/performance.md says what
 // each figure means. Standard library only; the SVG is written by hand.
+//
+//	go run ./test/bench/report -overload -in overload.jsonl -out dir [-header header.md]
+//
+// writes the overload benchmark's report instead (test/bench/overload.sh):
+// overload.md, overload-latency.svg (the admitted calls' p50 and p99
+// second by second, limit on against off) and overload-outcomes.svg.
 package main

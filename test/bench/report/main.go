@@ -31,8 +31,18 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.base, "baseline", "direct", "scenario without proxies")
 	fs.StringVar(&o.ref, "reference", "haproxy", "scenario the targets compare CPU and throughput with")
 	fs.StringVar(&o.subj, "subject", "skein-mtls", "scenario the targets are about")
+	overloadRun := fs.Bool("overload", false, "-in holds the overload benchmark's lines (test/bench/overload.sh): write overload.md and its charts")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	write := write
+	if *overloadRun {
+		write = func(in, out, header string, _ options) error {
+			if in == "" || out == "" {
+				return errors.New("-in and -out are required")
+			}
+			return writeOverload(in, out, header)
+		}
 	}
 	if err := write(*in, *out, *header, o); err != nil {
 		fmt.Fprintf(stderr, "report: %v\n", err)
