@@ -1,23 +1,20 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skeinmesh/skein/test/harness"
 )
 
 // bin holds the binaries TestMain builds.
@@ -47,22 +44,7 @@ func TestMain(m *testing.M) {
 }
 
 // syncBuffer collects a process's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = harness.Output
 
 // proc is a started process.
 type proc struct {
@@ -81,17 +63,11 @@ func (p *proc) exitCode(t *testing.T, d time.Duration) int {
 	case <-time.After(d):
 		t.Fatalf("%s did not exit within %s; output:\n%s", p.name, d, p.out)
 	}
-	if p.err == nil {
-		return 0
+	code, ok := harness.ExitStatus(p.err)
+	if !ok {
+		t.Fatalf("%s: %v", p.name, p.err)
 	}
-	if ee, ok := p.err.(*exec.ExitError); ok {
-		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return 128 + int(st.Signal())
-		}
-		return ee.ExitCode()
-	}
-	t.Fatalf("%s: %v", p.name, p.err)
-	return -1
+	return code
 }
 
 func (p *proc) signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
@@ -214,31 +190,11 @@ func (s *sidecar) invokeURL(target, method string) string {
 // contains every label in want (e.g. `app_id="a"`).
 func (s *sidecar) metric(t *testing.T, name string, want ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(s.metrics) + "/metrics")
+	v, err := harness.ScrapeMetric(s.metrics, name, want...)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", s.appID, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
-			continue
-		}
-		ok := true
-		for _, w := range want {
-			ok = ok && strings.Contains(line, w)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return v
 }
 
 // metadata fetches /v1.0/metadata.
@@ -251,16 +207,7 @@ func (s *sidecar) metadata(t *testing.T) map[string]any {
 // error fails the test.
 func getJSON[T any](t *testing.T, cl *http.Client, url string) T {
 	t.Helper()
-	resp, err := cl.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var v T
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return v
+	return harness.GetJSON[T](t, cl, url)
 }
 
 // echoed is what test/testapp's echo endpoint returns.
@@ -342,40 +289,15 @@ func (e daprError) reason() string {
 	return e.Details[0].Reason
 }
 
-// freePort returns a free loopback port for a process the test starts. It
-// picks below the kernel's ephemeral range (32768 and up), so the port is not
-// handed to another process's bind to port 0 before ours binds it.
-// handedOut holds every port freePort has returned in this test process,
-// so that no two callers get the same one.
-var handedOut sync.Map
-
+// freePort returns a free loopback port for a process the test starts,
+// never the same one twice (harness.FreePort).
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 100 {
-		p := 20000 + rand.IntN(12000)
-		if _, taken := handedOut.LoadOrStore(p, true); taken {
-			// Free now, but given to an earlier caller that may not have
-			// bound it yet, or that relies on nothing listening there.
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return harness.FreePort(t)
 }
 
 // waitFor polls cond every 20 ms until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	harness.WaitFor(t, d, what, cond)
 }

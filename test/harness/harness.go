@@ -37,19 +37,20 @@ func Build(dir string) (Bin, error) {
 	return b, nil
 }
 
-// output collects a process's output for failure messages.
-type output struct {
+// Output collects a process's output for failure messages; safe for
+// concurrent writes.
+type Output struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (o *output) Write(p []byte) (int, error) {
+func (o *Output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.Write(p)
 }
 
-func (o *output) String() string {
+func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.String()
@@ -59,7 +60,7 @@ func (o *output) String() string {
 type Proc struct {
 	Name string
 	Cmd  *exec.Cmd
-	out  *output
+	out  *Output
 	done chan struct{}
 	err  error // valid after done
 }
@@ -94,17 +95,27 @@ func (p *Proc) ExitCode(t testing.TB, d time.Duration) int {
 	case <-tm.C:
 		t.Fatalf("%s did not exit within %s; output:\n%s", p.Name, d, p.out)
 	}
-	if p.err == nil {
-		return 0
+	code, ok := ExitStatus(p.err)
+	if !ok {
+		t.Fatalf("%s: %v", p.Name, p.err)
 	}
-	if ee, ok := p.err.(*exec.ExitError); ok {
+	return code
+}
+
+// ExitStatus is the exit code cmd.Wait's error stands for (0 for nil,
+// 128+signal when a signal ended the process); false when err is not an
+// exit at all.
+func ExitStatus(err error) (int, bool) {
+	if err == nil {
+		return 0, true
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
 		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-			return 128 + int(st.Signal())
+			return 128 + int(st.Signal()), true
 		}
-		return ee.ExitCode()
+		return ee.ExitCode(), true
 	}
-	t.Fatalf("%s: %v", p.Name, p.err)
-	return -1
+	return -1, false
 }
 
 // Kill ends the process with SIGKILL and waits for it.
@@ -131,7 +142,7 @@ func NewMesh(t testing.TB, bin Bin) *Mesh {
 func (m *Mesh) Start(name, path string, env []string, args ...string) *Proc {
 	m.T.Helper()
 	cmd := exec.Command(path, args...)
-	out := &output{}
+	out := &Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(append(os.Environ(), "SKEIN_HOME="+m.Home), env...)
 	if err := cmd.Start(); err != nil {
@@ -243,15 +254,25 @@ func (s *Sidecar) Metric(t testing.TB, name string, want ...string) float64 {
 }
 
 func (s *Sidecar) metric(name string, want ...string) (float64, error) {
-	cl := http.Client{Timeout: 5 * time.Second}
-	resp, err := cl.Get("http://127.0.0.1:" + strconv.Itoa(s.Metrics) + "/metrics")
+	v, err := ScrapeMetric(s.Metrics, name, want...)
 	if err != nil {
 		return 0, fmt.Errorf("scrape %s: %w", s.AppID, err)
+	}
+	return v, nil
+}
+
+// ScrapeMetric reads /metrics on 127.0.0.1:port and returns the sum of the
+// samples of a metric family whose labels contain every one of want.
+func ScrapeMetric(port int, name string, want ...string) (float64, error) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	if err != nil {
+		return 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", s.AppID, err)
+		return 0, err
 	}
 	var sum float64
 	for _, line := range strings.Split(string(b), "\n") {
