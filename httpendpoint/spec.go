@@ -199,6 +199,10 @@ func (sp *Spec) Validate() error {
 		}
 		if err := h.validate(); err != nil {
 			fail(path, "%v", err)
+		} else if h.Env() == "" {
+			if err := CheckValue(h.Value); err != nil {
+				fail(path, "%v", err)
+			}
 		}
 	}
 	if t := sp.ClientTLS; t != nil {
@@ -235,7 +239,7 @@ func (sp *Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validate checks a value's references and an inline value's characters.
+// validate checks a value's secret reference.
 func (s *Source) validate() error {
 	if r := s.SecretKeyRef; r != nil {
 		switch {
@@ -244,10 +248,6 @@ func (s *Source) validate() error {
 		case r.Key != "" && r.Key != r.Name:
 			return fmt.Errorf("secretKeyRef %s/%s: the environment store holds one key per secret, its name", r.Name, r.Key)
 		}
-		return nil
-	}
-	if s.EnvRef == "" {
-		return CheckValue(s.Value)
 	}
 	return nil
 }
