@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinmesh/skein/httpendpoint"
 	"github.com/skeinmesh/skein/proxy/h1"
 )
 
@@ -40,23 +42,6 @@ func isURLTarget(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
 }
 
-// parseBaseURL checks a base URL: http or https, a host, no user
-// information, query or fragment.
-func parseBaseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return nil, err
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("%q: scheme must be http or https", s)
-	case u.Host == "":
-		return nil, fmt.Errorf("%q: no host", s)
-	case u.User != nil, u.RawQuery != "", u.Fragment != "":
-		return nil, fmt.Errorf("%q: a base URL has no user information, query or fragment", s)
-	}
-	return u, nil
-}
-
 // externalTransports are the connection pools of URL targets, shared by
 // every URL (a pool per address inside): cleartext, and TLS verified
 // against the system's roots.
@@ -75,7 +60,7 @@ const externalIdleTimeout = 30 * time.Second
 
 // urlEndpoint is the endpoint of a URL target.
 func (t *externalTransports) urlEndpoint(raw string) (*externalEndpoint, error) {
-	u, err := parseBaseURL(raw)
+	u, err := httpendpoint.ParseBaseURL(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -136,99 +121,47 @@ func externalCalls(r *http.Request) (*http.Response, error) {
 	return c.external.rt.RoundTrip(r)
 }
 
-// httpEndpointSpec is the spec of Dapr's HTTPEndpoint resource
-// (dapr.io/v1alpha1).
-type httpEndpointSpec struct {
-	BaseURL string `yaml:"baseUrl"`
-	Headers []struct {
-		Name         string     `yaml:"name"`
-		Value        string     `yaml:"value"`
-		SecretKeyRef *secretRef `yaml:"secretKeyRef"`
-		EnvRef       string     `yaml:"envRef"`
-	} `yaml:"headers"`
-	ClientTLS *struct {
-		RootCA        *tlsDocument `yaml:"rootCA"`
-		Certificate   *tlsDocument `yaml:"certificate"`
-		PrivateKey    *tlsDocument `yaml:"privateKey"`
-		Renegotiation string       `yaml:"renegotiation"`
-	} `yaml:"clientTLS"`
-}
-
-// secretRef names a secret. Skein's secret store is the environment (as
-// Dapr's secretstores.local.env): the secret is the environment variable
-// Name, and Key, when set, must be Name too.
-type secretRef struct {
-	Name string `yaml:"name"`
-	Key  string `yaml:"key"`
-}
-
-type tlsDocument struct {
-	Value        string     `yaml:"value"`
-	SecretKeyRef *secretRef `yaml:"secretKeyRef"`
-	EnvRef       string     `yaml:"envRef"`
-}
-
-// resolve returns a value given inline, by environment variable, or by
-// secret reference.
-func resolve(value string, ref *secretRef, env string) (string, error) {
-	switch {
-	case ref != nil:
-		if ref.Key != "" && ref.Key != ref.Name {
-			return "", fmt.Errorf("secretKeyRef %s/%s: the environment store holds one key per secret, its name", ref.Name, ref.Key)
-		}
-		v, ok := os.LookupEnv(ref.Name)
-		if !ok {
-			return "", fmt.Errorf("secretKeyRef %s: no such environment variable", ref.Name)
-		}
-		return v, nil
-	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return "", fmt.Errorf("envRef %s: no such environment variable", env)
-		}
-		return v, nil
-	}
-	return value, nil
-}
-
-func (d *tlsDocument) resolve() ([]byte, error) {
-	if d == nil {
-		return nil, nil
-	}
-	v, err := resolve(d.Value, d.SecretKeyRef, d.EnvRef)
-	return []byte(v), err
-}
-
 // compileEndpoint builds one HTTPEndpoint resource.
 func compileEndpoint(r *Resource) (*externalEndpoint, error) {
-	var sp httpEndpointSpec
-	if err := r.Spec.Decode(&sp); err != nil {
+	sp, err := httpendpoint.Decode(&r.Spec)
+	if err != nil {
 		return nil, err
 	}
-	base, err := parseBaseURL(sp.BaseURL)
+	return buildEndpoint(r.Metadata.Name, sp)
+}
+
+// buildEndpoint builds the endpoint name of spec sp, from a file or from
+// the control plane, reading its environment references in the sidecar's
+// own environment.
+func buildEndpoint(name string, sp *httpendpoint.Spec) (*externalEndpoint, error) {
+	if err := sp.Validate(); err != nil {
+		return nil, err
+	}
+	base, err := httpendpoint.ParseBaseURL(sp.BaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("baseUrl: %w", err)
 	}
-	e := &externalEndpoint{name: r.Metadata.Name, base: base}
+	e := &externalEndpoint{name: name, base: base}
 	for i, h := range sp.Headers {
-		if h.Name == "" || !validHeaderName(h.Name) {
-			return nil, fmt.Errorf("headers[%d]: invalid name %q", i, h.Name)
+		v, err := h.Resolve(os.LookupEnv)
+		if err == nil {
+			err = httpendpoint.CheckValue(v)
 		}
-		v, err := resolve(h.Value, h.SecretKeyRef, h.EnvRef)
 		if err != nil {
 			return nil, fmt.Errorf("headers[%d] (%s): %w", i, h.Name, err)
-		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return nil, fmt.Errorf("headers[%d] (%s): value contains CR, LF or NUL", i, h.Name)
 		}
 		e.headers = append(e.headers, endpointHeader{http.CanonicalHeaderKey(h.Name), v})
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	if t := sp.ClientTLS; t != nil {
-		if base.Scheme != "https" {
-			return nil, errors.New("clientTLS needs an https baseUrl")
+		doc := func(s *httpendpoint.Source) ([]byte, error) {
+			if s == nil {
+				return nil, nil
+			}
+			v, err := s.Resolve(os.LookupEnv)
+			return []byte(v), err
 		}
-		ca, err := t.RootCA.resolve()
+		ca, err := doc(t.RootCA)
 		if err != nil {
 			return nil, fmt.Errorf("clientTLS.rootCA: %w", err)
 		}
@@ -239,11 +172,11 @@ func compileEndpoint(r *Resource) (*externalEndpoint, error) {
 			}
 			cfg.RootCAs = pool
 		}
-		cert, err := t.Certificate.resolve()
+		cert, err := doc(t.Certificate)
 		if err != nil {
 			return nil, fmt.Errorf("clientTLS.certificate: %w", err)
 		}
-		key, err := t.PrivateKey.resolve()
+		key, err := doc(t.PrivateKey)
 		if err != nil {
 			return nil, fmt.Errorf("clientTLS.privateKey: %w", err)
 		}
@@ -267,21 +200,19 @@ func compileEndpoint(r *Resource) (*externalEndpoint, error) {
 	return e, nil
 }
 
-// validHeaderName reports whether s is an HTTP field name (RFC 9110 token).
-func validHeaderName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // compileEndpoints builds the HTTPEndpoint resources that apply to appID
-// (no scopes, or appID among them); any error rejects the configuration.
+// (no scopes, or appID among them), then those the control plane pushed
+// (already scoped to this sidecar's app and namespace), which replace a
+// file's of the same name: per target, xDS wins (XDSConfig). Any error
+// rejects the configuration (xDS: NACK).
 func compileEndpoints(cfg Config, appID string) (map[string]*externalEndpoint, error) {
 	var out map[string]*externalEndpoint
+	add := func(e *externalEndpoint) {
+		if out == nil {
+			out = map[string]*externalEndpoint{}
+		}
+		out[e.name] = e // a later one of the same name replaces an earlier one
+	}
 	for i := range cfg.Resources {
 		r := &cfg.Resources[i]
 		if r.Kind != "HTTPEndpoint" {
@@ -294,10 +225,16 @@ func compileEndpoints(cfg Config, appID string) (map[string]*externalEndpoint, e
 		if err != nil {
 			return nil, fmt.Errorf("%s: HTTPEndpoint %s: %w", r.File, r.Metadata.Name, err)
 		}
-		if out == nil {
-			out = map[string]*externalEndpoint{}
+		add(e)
+	}
+	if x := cfg.XDS; x != nil {
+		for _, name := range slices.Sorted(maps.Keys(x.HTTPEndpoints)) {
+			e, err := buildEndpoint(name, x.HTTPEndpoints[name])
+			if err != nil {
+				return nil, fmt.Errorf("xds %s: HTTPEndpoint %s: %w", x.Version, name, err)
+			}
+			add(e)
 		}
-		out[e.name] = e // a later one of the same name replaces an earlier one
 	}
 	return out, nil
 }

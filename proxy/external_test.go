@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/skeinmesh/skein/httpendpoint"
 )
 
 func endpointResource(t *testing.T, spec string) *Resource {
@@ -61,5 +64,38 @@ func TestURLTargets(t *testing.T) {
 		if got := isURLTarget(target); got != want {
 			t.Errorf("isURLTarget(%q) = %v, want %v", target, got, want)
 		}
+	}
+}
+
+// TestXDSEndpointsWinOverFiles: HTTPEndpoints the control plane pushes
+// join the files' and, per name, replace them; their environment
+// references are read in the sidecar's environment, and one that cannot
+// be read rejects the push (NACK).
+func TestXDSEndpointsWinOverFiles(t *testing.T) {
+	t.Setenv("EP_XDS_TOKEN", "t0ken")
+	file := *endpointResource(t, "baseUrl: http://file.example")
+	other := *endpointResource(t, "baseUrl: http://other.example")
+	other.Metadata.Name = "other"
+	cfg := Config{Resources: []Resource{file, other}, XDS: &XDSConfig{Version: "v1", HTTPEndpoints: map[string]*httpendpoint.Spec{
+		"ep": {BaseURL: "https://xds.example/v2", Headers: []httpendpoint.Header{{Name: "x-token", Source: httpendpoint.Source{EnvRef: "EP_XDS_TOKEN"}}}},
+	}}}
+	s, err := compile(cfg, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for n, e := range s.Endpoints {
+		got[n] = e.base.String()
+		for _, h := range e.headers {
+			got[n] += " " + h.name + "=" + h.value
+		}
+	}
+	want := map[string]string{"ep": "https://xds.example/v2 X-Token=t0ken", "other": "http://other.example"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("endpoints (-want +got)\n%s", d)
+	}
+	cfg.XDS.HTTPEndpoints["ep"].Headers[0].EnvRef = "EP_XDS_UNSET"
+	if _, err := compile(cfg, "app"); err == nil || !strings.Contains(err.Error(), "xds v1: HTTPEndpoint ep: headers[0] (x-token): envRef EP_XDS_UNSET: no such environment variable") {
+		t.Errorf("unreadable reference: %v, want the push refused naming it", err)
 	}
 }

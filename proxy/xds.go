@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/httpendpoint"
 	"github.com/skeinmesh/skein/identity/access"
 	"github.com/skeinmesh/skein/resiliency"
 )
@@ -37,6 +38,12 @@ type XDSConfig struct {
 	Apps map[Target]XDSApp
 	// Access is the RBAC filter of this app's Listener; nil means none.
 	Access *access.RBAC
+	// HTTPEndpoints are the HTTPEndpoint resources of this sidecar's
+	// namespace that apply to its app, by name as apps invoke them
+	// (external invocation). Environment references are resolved in the
+	// sidecar's environment at compile. Per name they replace an
+	// HTTPEndpoint file's.
+	HTTPEndpoints map[string]*httpendpoint.Spec
 }
 
 // Load-balancing policies of an XDSApp.

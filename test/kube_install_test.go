@@ -115,6 +115,7 @@ func TestHelmChartOnAPIServer(t *testing.T) {
 		{"GET", "/apis/discovery.k8s.io/v1/endpointslices", http.StatusOK},
 		{"GET", "/apis/dapr.io/v1alpha1/configurations", http.StatusOK},
 		{"GET", "/apis/dapr.io/v1alpha1/resiliencies", http.StatusOK},
+		{"GET", "/apis/dapr.io/v1alpha1/httpendpoints", http.StatusOK},
 		{"GET", "/api/v1/secrets", http.StatusForbidden},
 		{"GET", "/api/v1/namespaces/skein-system/secrets", http.StatusForbidden},
 		{"POST", "/api/v1/namespaces/default/pods", http.StatusForbidden},

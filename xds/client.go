@@ -607,8 +607,10 @@ func (c *Client) resubscribeOne(ts *typeState) bool {
 	var want []string
 	switch ts.url {
 	case EndpointType:
-		for n := range c.res.clusters {
-			want = append(want, n)
+		for n, cl := range c.res.clusters {
+			if cl.ext == nil { // an HTTPEndpoint's address is in its Cluster
+				want = append(want, n)
+			}
 		}
 	case RouteType:
 		for _, l := range c.res.listeners {

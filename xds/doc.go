@@ -31,6 +31,12 @@
 //
 // # Naming
 //
+// An HTTPEndpoint (external service invocation) is a Cluster and a
+// Listener named "httpendpoint|<name>.<namespace>" (EndpointName,
+// httpendpoint.go; docs/xds.md has the mapping): where calls go, and what
+// they carry. The sidecar keeps those of its own namespace; per name they
+// replace an HTTPEndpoint file's.
+//
 // An app is a Cluster of the same name: "<app-id>" in the default
 // namespace, "<app-id>.<namespace>" elsewhere. Its ClusterLoadAssignment
 // (same name) lists the peer-facing addresses of its instances
@@ -103,6 +109,15 @@
 //	    .per_try_timeout                               deadline of each try
 //	    .retry_back_off {base_interval, max_interval}  first and longest back-off (25 ms, 10x base)
 //	    .retriable_status_codes                        with retriable-status-codes
+//	Cluster httpendpoint|<name>.<ns> type              LOGICAL_DNS or STRICT_DNS: dialled by name      others NACKed
+//	  .load_assignment (one socket_address)            the base URL's host and port                   more or fewer addresses NACKed
+//	  .transport_socket UpstreamTlsContext             https; sni = the host; validation_context      no validation context, SDS, filename,
+//	                                                   trusted_ca (rootCA) or system_root_certs;      SAN/SPKI/hash matchers NACKed
+//	                                                   tls_certificates[0] (client certificate)
+//	Listener httpendpoint|<name>.<ns> inline route     prefix "/" to the cluster of the same name,    rds, timeout, retry_policy, other matches,
+//	                                                   auto_host_rewrite; prefix_rewrite: base path   appending headers NACKed
+//	  .request_headers_to_add                          headers: "%%" is "%", a whole                  other format commands NACKed; a missing
+//	                                                   "%ENVIRONMENT(NAME)%" the sidecar's variable   variable NACKed
 //
 // Usage (cmd/skein wires this for --control-plane-address):
 //

@@ -83,15 +83,17 @@ func ParseClusterName(name string) (discovery.Target, error) {
 // cluster is a translated Cluster.
 type cluster struct {
 	target discovery.Target
-	app    proxy.XDSApp // without routes
+	app    proxy.XDSApp     // without routes
+	ext    *endpointCluster // an HTTPEndpoint's cluster: no app, target and app unset
 }
 
 // listener is a translated Listener: where its routes come from, and its
 // RBAC filter.
 type listener struct {
-	rds    string       // RouteConfiguration name; "" with inline routes
-	inline *routeConfig // inline route_config
-	rbac   *access.RBAC // nil: no RBAC filter (or no rules)
+	rds    string         // RouteConfiguration name; "" with inline routes
+	inline *routeConfig   // inline route_config
+	rbac   *access.RBAC   // nil: no RBAC filter (or no rules)
+	ext    *endpointRoute // an HTTPEndpoint's listener: the rest unset
 }
 
 // routeConfig is a translated RouteConfiguration: routes to one cluster.
@@ -165,6 +167,13 @@ func isADS(cs *corev3.ConfigSource) bool {
 
 // translateCluster translates a Cluster (see doc.go for the fields).
 func translateCluster(c *clusterv3.Cluster) (cluster, error) {
+	if name, ns, ok, err := parseEndpointName(c.GetName()); ok {
+		if err != nil {
+			return cluster{}, fieldError("name", "%v", err)
+		}
+		e, err := translateEndpointCluster(c, name, ns)
+		return cluster{ext: e}, err
+	}
 	t, err := ParseClusterName(c.GetName())
 	if err != nil {
 		return cluster{}, fieldError("name", "%v", err)
@@ -336,6 +345,13 @@ func translateEndpoints(cla *endpointv3.ClusterLoadAssignment) (discovery.Target
 // translateListener translates a Listener: an api_listener holding an
 // HttpConnectionManager.
 func translateListener(l *listenerv3.Listener) (listener, error) {
+	if _, _, ok, err := parseEndpointName(l.GetName()); ok {
+		if err != nil {
+			return listener{}, fieldError("name", "%v", err)
+		}
+		e, err := translateEndpointListener(l)
+		return listener{ext: e}, err
+	}
 	if _, err := ParseClusterName(l.GetName()); err != nil {
 		return listener{}, fieldError("name", "%v", err)
 	}
@@ -778,6 +794,9 @@ func assemble(r resources, self discovery.Target, version string) (*proxy.XDSCon
 	cfg := &proxy.XDSConfig{Version: version, Apps: make(map[discovery.Target]proxy.XDSApp, len(r.clusters))}
 	eps := make(map[discovery.Target][]discovery.Instance, len(r.clusters))
 	for name, c := range r.clusters {
+		if c.ext != nil {
+			continue
+		}
 		cfg.Apps[c.target] = c.app
 		eps[c.target] = r.endpoints[name].instances
 	}
@@ -795,7 +814,7 @@ func assemble(r resources, self discovery.Target, version string) (*proxy.XDSCon
 			}
 		}
 		if rc != nil && rc.cluster != "" {
-			if c, ok := r.clusters[rc.cluster]; ok {
+			if c, ok := r.clusters[rc.cluster]; ok && c.ext == nil {
 				app := cfg.Apps[c.target]
 				if app.Routes == nil {
 					app.Routes = slices.Clone(rc.routes)
@@ -807,5 +826,6 @@ func assemble(r resources, self discovery.Target, version string) (*proxy.XDSCon
 			cfg.Access = l.rbac
 		}
 	}
+	cfg.HTTPEndpoints = assembleEndpoints(r, self.Namespace)
 	return cfg, eps
 }

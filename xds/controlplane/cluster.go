@@ -29,6 +29,8 @@ type Cluster struct {
 	Configurations []Resource
 	// Resiliencies are Dapr Resiliency resources (dapr.io/v1alpha1).
 	Resiliencies []Resource
+	// HTTPEndpoints are Dapr HTTPEndpoint resources (dapr.io/v1alpha1).
+	HTTPEndpoints []Resource
 }
 
 // ClusterInstance is one Dapr pod.
@@ -76,8 +78,9 @@ func (r Resource) key() string { return r.Namespace + "/" + r.Name }
 // must not freeze the endpoints of the whole mesh. Not safe for
 // concurrent use.
 type clusterCompiler struct {
-	access map[string]compiled[*rbacRules]
-	resil  map[string]compiled[*resiliency.Spec]
+	access    map[string]compiled[*rbacRules]
+	resil     map[string]compiled[*resiliency.Spec]
+	endpoints map[string]compiled[*httpEndpoint]
 }
 
 type compiled[T any] struct {
@@ -88,7 +91,11 @@ type compiled[T any] struct {
 }
 
 func newClusterCompiler() *clusterCompiler {
-	return &clusterCompiler{access: map[string]compiled[*rbacRules]{}, resil: map[string]compiled[*resiliency.Spec]{}}
+	return &clusterCompiler{
+		access:    map[string]compiled[*rbacRules]{},
+		resil:     map[string]compiled[*resiliency.Spec]{},
+		endpoints: map[string]compiled[*httpEndpoint]{},
+	}
 }
 
 // compile builds the config of c. Its error lists every resource refused
@@ -106,6 +113,7 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 	byKey := func(a, b Resource) int { return strings.Compare(a.key(), b.key()) }
 	c.Configurations = slices.SortedFunc(slices.Values(c.Configurations), byKey)
 	c.Resiliencies = slices.SortedFunc(slices.Values(c.Resiliencies), byKey)
+	c.HTTPEndpoints = slices.SortedFunc(slices.Values(c.HTTPEndpoints), byKey)
 	seen := map[string]bool{}
 	for _, r := range c.Configurations {
 		seen[r.key()] = true
@@ -129,6 +137,21 @@ func (cc *clusterCompiler) compile(c Cluster) (*dirConfig, error) {
 	for _, k := range slices.Sorted(maps.Keys(cc.resil)) {
 		if sp := cc.resil[k].v; sp != nil {
 			cfg.resiliency = append(cfg.resiliency, sp)
+		}
+	}
+	seen = map[string]bool{}
+	for _, r := range c.HTTPEndpoints {
+		seen[r.key()] = true
+		fmt.Fprintf(h, "HTTPEndpoint %s %s %d\n", r.key(), strings.Join(r.Scopes, ","), len(r.Spec))
+		h.Write(r.Spec)
+		if err := update(cc.endpoints, r, compileHTTPEndpoint); err != nil {
+			errs = append(errs, fmt.Errorf("HTTPEndpoint %s: %w", r.key(), err))
+		}
+	}
+	deleteUnseen(cc.endpoints, seen)
+	for _, k := range slices.Sorted(maps.Keys(cc.endpoints)) {
+		if e := cc.endpoints[k].v; e != nil {
+			cfg.httpEndpoints = append(cfg.httpEndpoints, e)
 		}
 	}
 
@@ -267,7 +290,7 @@ func (s *Server) SetCluster(c Cluster) {
 		s.log.Info("cluster resources all accepted", "version", cfg.version)
 	}
 	if first {
-		s.log.Info("cluster state loaded", "version", cfg.version, "instances", len(c.Instances), "configurations", len(c.Configurations), "resiliencies", len(c.Resiliencies))
+		s.log.Info("cluster state loaded", "version", cfg.version, "instances", len(c.Instances), "configurations", len(c.Configurations), "resiliencies", len(c.Resiliencies), "http_endpoints", len(c.HTTPEndpoints))
 	} else {
 		s.log.Debug("cluster state changed", "version", cfg.version)
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/skeinmesh/skein/httpendpoint"
 	"github.com/skeinmesh/skein/identity/access"
 	"github.com/skeinmesh/skein/internal/yamlfield"
 	"github.com/skeinmesh/skein/resiliency"
@@ -54,6 +55,9 @@ type dirConfig struct {
 	// cluster are the instances of the Dapr pods of a Kubernetes cluster
 	// (SetCluster), by app.
 	cluster map[appKey][]instance
+	// httpEndpoints are the HTTPEndpoint resources, sorted by namespace
+	// and name; each applies to the apps of its own namespace.
+	httpEndpoints []*httpEndpoint
 	// namespaced: a Resiliency applies only to callers in its namespace,
 	// as Dapr's operator serves a sidecar its own namespace's resources.
 	namespaced bool
@@ -105,7 +109,7 @@ type staticInstance struct {
 }
 
 // loadDir reads every .yaml/.yml file (Dapr resources: Configuration,
-// Resiliency and Skein's Endpoints; other kinds are ignored) and every .json
+// Resiliency, HTTPEndpoint and Skein's Endpoints; other kinds are ignored) and every .json
 // file (one xDS resource each, protobuf JSON with "@type") in dir. It
 // returns every problem found, each naming its file and field.
 func loadDir(dir string) (*dirConfig, error) {
@@ -218,10 +222,39 @@ func (c *dirConfig) addYAML(file string, b []byte) error {
 				return nil
 			}
 			c.endpoints[k] = sp
+		case "HTTPEndpoint":
+			sp, err := httpendpoint.Decode(&r.Spec)
+			if err == nil {
+				var e *httpEndpoint
+				if e, err = newHTTPEndpoint(r.Metadata.Name, ns, r.Scopes, sp); err == nil {
+					err = c.addHTTPEndpoint(e)
+				}
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			}
 		}
 		return nil
 	})
 	return errors.Join(append(errs, err)...)
+}
+
+// addHTTPEndpoint adds e in its place (namespace, then name); a second
+// resource of the same name and namespace is an error.
+func (c *dirConfig) addHTTPEndpoint(e *httpEndpoint) error {
+	i, found := slices.BinarySearchFunc(c.httpEndpoints, e, compareEndpoints)
+	if found {
+		return fmt.Errorf("a second HTTPEndpoint %s in namespace %s", e.name, e.ns)
+	}
+	c.httpEndpoints = slices.Insert(c.httpEndpoints, i, e)
+	return nil
+}
+
+func compareEndpoints(a, b *httpEndpoint) int {
+	if c := strings.Compare(a.ns, b.ns); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
 }
 
 // addConfiguration takes a Configuration's spec.accessControl as the

@@ -59,7 +59,8 @@ type resourceSet map[string][]types.Resource
 // buildResources builds the resources of the node of app caller: for every
 // app it knows, a Cluster and ClusterLoadAssignment, a RouteConfiguration
 // with the caller's Resiliency policy for it, and a Listener carrying the
-// app's access policy. Raw resources from the config dir replace generated
+// app's access policy; for every HTTPEndpoint of the caller's namespace
+// that applies to it, a Cluster and a Listener (httpendpoint.go). Raw resources from the config dir replace generated
 // ones of the same type and name.
 func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instance) (resourceSet, error) {
 	apps := map[appKey]bool{}
@@ -108,6 +109,17 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 		if err != nil {
 			return nil, err
 		}
+		out[resource.ListenerType] = append(out[resource.ListenerType], ln)
+	}
+	for _, e := range cfg.httpEndpoints {
+		if !e.appliesTo(caller) {
+			continue
+		}
+		cl, ln, err := e.resources()
+		if err != nil {
+			return nil, fmt.Errorf("HTTPEndpoint %s/%s: %w", e.ns, e.name, err)
+		}
+		out[resource.ClusterType] = append(out[resource.ClusterType], cl)
 		out[resource.ListenerType] = append(out[resource.ListenerType], ln)
 	}
 	for _, m := range cfg.raw {

@@ -291,6 +291,7 @@ func (w *Watcher) state() controlplane.Cluster {
 	}{
 		{&c.Configurations, w.configs.GetStore().List(), "Configuration"},
 		{&c.Resiliencies, w.resils.GetStore().List(), "Resiliency"},
+		{&c.HTTPEndpoints, w.endpoints.GetStore().List(), "HTTPEndpoint"},
 	} {
 		for _, o := range pair.objs {
 			u, ok := o.(*unstructured.Unstructured)

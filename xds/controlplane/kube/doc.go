@@ -1,6 +1,7 @@
 // Package kube feeds `skein control-plane --kubernetes` from a Kubernetes
 // API server: client-go informers (list, then watch) on Pods,
-// EndpointSlices and Dapr's Configuration and Resiliency resources, whose
+// EndpointSlices and Dapr's Configuration, Resiliency and HTTPEndpoint
+// resources, whose
 // caches are turned into a controlplane.Cluster after every change.
 //
 // The mapping, as Dapr's own control plane and injector make it:
@@ -17,7 +18,9 @@
 //   - its dapr.io/config names the Configuration in its namespace whose
 //     accessControl guards calls to its app;
 //   - Resiliency resources apply to the callers their scopes name, in
-//     their namespace.
+//     their namespace;
+//   - HTTPEndpoint resources are served to the sidecars of their
+//     namespace that their scopes name (all of them without scopes).
 //
 // Informers run over client-go's dynamic client and tools/cache rather
 // than the typed clientset and its informer factory: those register every

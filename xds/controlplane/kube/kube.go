@@ -29,6 +29,7 @@ var (
 	slicesGVR         = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
 	configurationsGVR = schema.GroupVersionResource{Group: "dapr.io", Version: "v1alpha1", Resource: "configurations"}
 	resilienciesGVR   = schema.GroupVersionResource{Group: "dapr.io", Version: "v1alpha1", Resource: "resiliencies"}
+	httpEndpointsGVR  = schema.GroupVersionResource{Group: "dapr.io", Version: "v1alpha1", Resource: "httpendpoints"}
 )
 
 // RESTConfig is the API server connection: the kubeconfig file when one is
@@ -60,8 +61,8 @@ type Watcher struct {
 	sink   func(controlplane.Cluster)
 	log    *slog.Logger
 
-	pods, slices, configs, resils cache.SharedIndexInformer
-	kick                          chan struct{}
+	pods, slices, configs, resils, endpoints cache.SharedIndexInformer
+	kick                                     chan struct{}
 }
 
 // New makes a Watcher of the API server cfg reaches; sink gets the
@@ -76,6 +77,7 @@ func New(cfg *rest.Config, sink func(controlplane.Cluster), log *slog.Logger) (*
 	w.slices = w.informer(slicesGVR, transformSlice)
 	w.configs = w.informer(configurationsGVR, transformDapr)
 	w.resils = w.informer(resilienciesGVR, transformDapr)
+	w.endpoints = w.informer(httpEndpointsGVR, transformDapr)
 	return w, nil
 }
 
@@ -117,7 +119,7 @@ func (w *Watcher) changed() {
 // retrying in the background.
 func (w *Watcher) Check(ctx context.Context) error {
 	var errs []error
-	for _, gvr := range []schema.GroupVersionResource{podsGVR, slicesGVR, configurationsGVR, resilienciesGVR} {
+	for _, gvr := range []schema.GroupVersionResource{podsGVR, slicesGVR, configurationsGVR, resilienciesGVR, httpEndpointsGVR} {
 		_, err := w.client.Resource(gvr).List(ctx, metav1.ListOptions{Limit: 1})
 		switch {
 		case err == nil:
@@ -135,7 +137,7 @@ func (w *Watcher) Check(ctx context.Context) error {
 // Run runs the informers until ctx ends: once every cache holds its first
 // list, sink gets the cluster's state, and again after every change.
 func (w *Watcher) Run(ctx context.Context) error {
-	infs := []cache.SharedIndexInformer{w.pods, w.slices, w.configs, w.resils}
+	infs := []cache.SharedIndexInformer{w.pods, w.slices, w.configs, w.resils, w.endpoints}
 	var wg sync.WaitGroup
 	defer wg.Wait() // the informers end with ctx
 	for _, inf := range infs {
