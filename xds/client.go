@@ -29,6 +29,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -51,7 +53,10 @@ const (
 
 // Options configure a Client.
 type Options struct {
-	// Address is the control plane's host:port (gRPC).
+	// Address is the control plane's host:port (gRPC), or several
+	// comma-separated: replicas, tried in order by gRPC's pick_first
+	// whenever the stream needs a connection, so a stream broken by a
+	// replica's death reconnects to the next one.
 	Address string
 	// Mode is ModeSotW (default, "") or ModeDelta.
 	Mode string
@@ -188,10 +193,23 @@ func (c *Client) Run(ctx context.Context) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	conn, err := grpc.NewClient(c.opts.Address,
+	target, dopts := c.opts.Address, []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	if addrs := strings.Split(c.opts.Address, ","); len(addrs) > 1 {
+		// Several replicas: a resolver of this client's own that lists
+		// them all (the default, pick_first, keeps to the first that
+		// connects and moves on when it fails).
+		r := manual.NewBuilderWithScheme("skein-control-plane")
+		var st resolver.State
+		for _, a := range addrs {
+			st.Addresses = append(st.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+		}
+		r.InitialState(st)
+		target, dopts = r.Scheme()+":///control-plane", append(dopts, grpc.WithResolvers(r))
+	}
+	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {
 		c.log.Error("xds client not started", "err", err)
 		return

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -407,4 +409,19 @@ func fromUnstructuredLease(u *unstructured.Unstructured) (*coordinationv1.Lease,
 		return nil, fmt.Errorf("lease: %w", err)
 	}
 	return &l, nil
+}
+
+// OwnNamespace is the namespace the control plane runs in: $POD_NAMESPACE
+// (the downward API), else the service account's namespace file of an
+// in-cluster pod, else "default".
+func OwnNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		if ns := strings.TrimSpace(string(b)); ns != "" {
+			return ns
+		}
+	}
+	return "default"
 }
