@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/proto"
@@ -286,7 +287,7 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 	}
 	got := false
 	for {
-		resp, ts, err := nextResponse(c, ModeSotW, &got, stream.Recv)
+		resp, ts, err := nextResponse(c, ModeSotW, &got, stream.Context, stream.Recv)
 		if err != nil {
 			return got, err
 		}
@@ -308,11 +309,11 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 // nextResponse receives the next response of a type the client asked for
 // on a stream of either mode, recording its nonce; a response of another
 // type is logged and skipped. The first response (*got still false) marks
-// the client connected.
+// the client connected (logged with the control plane's address).
 func nextResponse[R interface {
 	GetTypeUrl() string
 	GetNonce() string
-}](c *Client, mode string, got *bool, recv func() (R, error)) (R, *typeState, error) {
+}](c *Client, mode string, got *bool, streamCtx func() context.Context, recv func() (R, error)) (R, *typeState, error) {
 	for {
 		resp, err := recv()
 		if err != nil {
@@ -324,7 +325,11 @@ func nextResponse[R interface {
 		if !*got {
 			*got = true
 			c.setConnected(true)
-			c.log.Info("xds connected", "mode", mode, "node", c.node.GetId())
+			addr := "" // the replica the stream reached
+			if p, ok := peer.FromContext(streamCtx()); ok && p.Addr != nil {
+				addr = p.Addr.String()
+			}
+			c.log.Info("xds connected", "mode", mode, "node", c.node.GetId(), "peer", addr)
 		}
 		if ts := c.types[resp.GetTypeUrl()]; ts != nil {
 			ts.nonce = resp.GetNonce()
@@ -409,7 +414,7 @@ func (c *Client) runDelta(ctx context.Context, conn *grpc.ClientConn) (bool, err
 	}
 	got := false
 	for {
-		resp, ts, err := nextResponse(c, ModeDelta, &got, stream.Recv)
+		resp, ts, err := nextResponse(c, ModeDelta, &got, stream.Context, stream.Recv)
 		if err != nil {
 			return got, err
 		}
