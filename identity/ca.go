@@ -151,20 +151,26 @@ func (ca *CA) init(td spiffeid.TrustDomain) error {
 }
 
 // RotateIssuer replaces the issuing CA at once; SVIDs it signed before stay
-// valid because they chain to the same root.
+// valid because they chain to the same root. A CA with a directory saves
+// it; an in-memory one (NewCA, FromFiles) leaves storing it to its owner.
 func (ca *CA) RotateIssuer() error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	unlock, err := lockDir(ca.dir)
-	if err != nil {
-		return err
+	if ca.dir != "" {
+		unlock, err := lockDir(ca.dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	issuer, key, err := newAuthority(ca.td, "issuer", ca.root, ca.rootKey, ca.now(), issuerTTL)
 	if err != nil {
 		return err
 	}
 	ca.issuer, ca.issuerKey = issuer, key
+	if ca.dir == "" {
+		return nil
+	}
 	return ca.save(false)
 }
 
@@ -174,11 +180,13 @@ func (ca *CA) RotateIssuer() error {
 func (ca *CA) RotateRoot() error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	unlock, err := lockDir(ca.dir)
-	if err != nil {
-		return err
+	if ca.dir != "" {
+		unlock, err := lockDir(ca.dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	now := ca.now()
 	root, rootKey, err := newAuthority(ca.td, "root", nil, nil, now, rootTTL)
 	if err != nil {
@@ -195,6 +203,9 @@ func (ca *CA) RotateRoot() error {
 		}
 	}
 	ca.root, ca.rootKey, ca.issuer, ca.issuerKey, ca.retired = root, rootKey, issuer, issuerKey, retired
+	if ca.dir == "" {
+		return nil
+	}
 	return ca.save(true)
 }
 

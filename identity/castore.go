@@ -3,7 +3,6 @@ package identity
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // caState is ca.json: what the PEM files do not say.
@@ -29,44 +26,19 @@ type retiredPEM struct {
 // save writes the CA's files atomically; keys get mode 0600. The root's
 // files are written only when withRoot (init and root rotation).
 func (ca *CA) save(withRoot bool) error {
-	st := caState{TrustDomain: ca.td.String()}
-	for _, r := range ca.retired {
-		st.Retired = append(st.Retired, retiredPEM{Cert: string(certPEM(r.cert)), Until: r.until})
-	}
-	js, err := json.MarshalIndent(st, "", "  ")
+	files, err := ca.files()
 	if err != nil {
 		return err
 	}
-	files := []struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{
-		{fileIssuer, certPEM(ca.issuer), 0o644},
-		{fileState, js, 0o644},
-	}
-	ik, err := keyPEM(ca.issuerKey)
-	if err != nil {
-		return err
-	}
-	files = append(files, struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}{fileIssuerKey, ik, 0o600})
-	if withRoot {
-		rk, err := keyPEM(ca.rootKey)
-		if err != nil {
-			return err
+	for _, name := range []string{fileIssuer, fileState, fileIssuerKey, fileRoot, fileRootKey} {
+		if !withRoot && (name == fileRoot || name == fileRootKey) {
+			continue
 		}
-		files = append(files, []struct {
-			name string
-			data []byte
-			mode os.FileMode
-		}{{fileRoot, certPEM(ca.root), 0o644}, {fileRootKey, rk, 0o600}}...)
-	}
-	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(ca.dir, f.name), f.data, f.mode); err != nil {
+		mode := os.FileMode(0o644)
+		if name == fileIssuerKey || name == fileRootKey {
+			mode = 0o600
+		}
+		if err := writeFileAtomic(filepath.Join(ca.dir, name), files[name], mode); err != nil {
 			return fmt.Errorf("ca save: %w", err)
 		}
 	}
@@ -76,48 +48,24 @@ func (ca *CA) save(withRoot bool) error {
 // load reads the CA's files; a missing directory or root yields an error
 // wrapping fs.ErrNotExist.
 func (ca *CA) load() error {
-	var st caState
-	b, err := os.ReadFile(filepath.Join(ca.dir, fileState))
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("ca %s: %s: %w", ca.dir, fileState, err)
-	}
-	td, err := spiffeid.TrustDomainFromString(st.TrustDomain)
-	if err != nil {
-		return fmt.Errorf("ca %s: trust domain: %w", ca.dir, err)
-	}
-	root, err := readCert(filepath.Join(ca.dir, fileRoot))
-	if err != nil {
-		return err
-	}
-	rootKey, err := readKey(filepath.Join(ca.dir, fileRootKey))
-	if err != nil {
-		return err
-	}
-	issuer, err := readCert(filepath.Join(ca.dir, fileIssuer))
-	if err != nil {
-		return err
-	}
-	issuerKey, err := readKey(filepath.Join(ca.dir, fileIssuerKey))
-	if err != nil {
-		return err
-	}
-	var retired []retiredRoot
-	for _, r := range st.Retired {
-		c, err := parseCert([]byte(r.Cert))
+	files := map[string][]byte{}
+	for _, name := range []string{fileState, fileRoot, fileIssuer} {
+		b, err := os.ReadFile(filepath.Join(ca.dir, name))
 		if err != nil {
-			return fmt.Errorf("ca %s: retired root: %w", ca.dir, err)
+			return err
 		}
-		retired = append(retired, retiredRoot{cert: c, until: r.Until})
+		files[name] = b
 	}
-	if err := issuer.CheckSignatureFrom(root); err != nil {
-		return fmt.Errorf("ca %s: issuer is not signed by the root: %w", ca.dir, err)
+	for _, name := range []string{fileRootKey, fileIssuerKey} {
+		b, err := readKeyFile(filepath.Join(ca.dir, name))
+		if err != nil {
+			return err
+		}
+		files[name] = b
 	}
-	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	ca.td, ca.root, ca.rootKey, ca.issuer, ca.issuerKey, ca.retired = td, root, rootKey, issuer, issuerKey, retired
+	if err := ca.setFiles(files); err != nil {
+		return fmt.Errorf("ca %s: %w", ca.dir, err)
+	}
 	return nil
 }
 
@@ -133,18 +81,6 @@ func keyPEM(k crypto.Signer) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-func readCert(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	c, err := parseCert(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
-
 func parseCert(b []byte) (*x509.Certificate, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE" {
@@ -153,8 +89,8 @@ func parseCert(b []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
-// readKey reads a PKCS#8 key and refuses one readable by others.
-func readKey(path string) (crypto.Signer, error) {
+// readKeyFile reads a key file and refuses one readable by others.
+func readKeyFile(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -162,21 +98,22 @@ func readKey(path string) (crypto.Signer, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s: mode %v: a key must be readable by its owner only (chmod 600)", path, st.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+	return os.ReadFile(path)
+}
+
+// parseKey reads a PEM PKCS#8 signing key.
+func parseKey(b []byte) (crypto.Signer, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM key", path)
+		return nil, errors.New("no PEM key")
 	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%s: not a signing key", path)
+		return nil, errors.New("not a signing key")
 	}
 	return s, nil
 }

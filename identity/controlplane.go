@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +55,9 @@ type SignError struct {
 
 // ControlPlaneOptions say how to reach the control plane's CA.
 type ControlPlaneOptions struct {
-	// Address is the control plane's host:port.
+	// Address is the control plane's host:port, or several
+	// comma-separated (replicas sharing one CA): each renewal asks the
+	// one that answered last, then the others in turn.
 	Address string
 	// Token is a join token the control plane accepts.
 	Token string
@@ -82,6 +85,8 @@ type ControlPlaneSource struct {
 	pinned atomic.Pointer[x509bundle.Bundle] // verifies the control plane
 	// received is when the current SVID arrived (Unix nanoseconds).
 	received atomic.Int64
+	// good is the index in Address of the replica that signed last.
+	good atomic.Int32
 }
 
 // NewControlPlaneSource gets the first SVID for id from the control plane.
@@ -135,8 +140,30 @@ func (s *ControlPlaneSource) untilRenewal() time.Duration {
 	return max(got.Add(leaf.NotAfter.Sub(got)/2).Sub(s.now()), 0)
 }
 
-// renew generates a key, sends its CSR, and stores the SVID and bundle.
+// renew gets a new SVID from the first control plane replica that gives
+// one, starting with the last that did.
 func (s *ControlPlaneSource) renew(ctx context.Context) error {
+	addrs := strings.Split(s.opts.Address, ",")
+	first := int(s.good.Load())
+	var errs []error
+	for i := range addrs {
+		n := (first + i) % len(addrs)
+		err := s.renewFrom(ctx, strings.TrimSpace(addrs[n]))
+		if err == nil {
+			s.good.Store(int32(n))
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// renewFrom generates a key, sends its CSR to the control plane at addr,
+// and stores the SVID and bundle.
+func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("svid key: %w", err)
@@ -148,9 +175,9 @@ func (s *ControlPlaneSource) renew(ctx context.Context) error {
 	body, _ := json.Marshal(SignRequest{SPIFFEID: s.id.String(), CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.opts.Address+SignPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+SignPath, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("control plane %s: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: %w", addr, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+s.opts.Token)
@@ -160,54 +187,54 @@ func (s *ControlPlaneSource) renew(ctx context.Context) error {
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return fmt.Errorf("control plane %s: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("control plane %s: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: %w", addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e SignError
 		_ = json.Unmarshal(b, &e)
-		return fmt.Errorf("control plane %s refused to sign %s: %s: %s", s.opts.Address, s.id, resp.Status, e.Error)
+		return fmt.Errorf("control plane %s refused to sign %s: %s: %s", addr, s.id, resp.Status, e.Error)
 	}
 	var sr SignResponse
 	if err := json.Unmarshal(b, &sr); err != nil {
-		return fmt.Errorf("control plane %s: answer: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: answer: %w", addr, err)
 	}
 	certs, err := ParseCertsPEM([]byte(sr.Chain))
 	if err != nil {
-		return fmt.Errorf("control plane %s: chain: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: chain: %w", addr, err)
 	}
 	roots, err := ParseCertsPEM([]byte(sr.Bundle))
 	if err != nil {
-		return fmt.Errorf("control plane %s: bundle: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: bundle: %w", addr, err)
 	}
 	if sr.TrustDomain != s.id.TrustDomain().Name() {
-		return fmt.Errorf("control plane %s serves trust domain %q, want %q", s.opts.Address, sr.TrustDomain, s.id.TrustDomain().Name())
+		return fmt.Errorf("control plane %s serves trust domain %q, want %q", addr, sr.TrustDomain, s.id.TrustDomain().Name())
 	}
 	bundle := x509bundle.FromX509Authorities(s.id.TrustDomain(), roots)
 	if s.pinned.Load() == nil {
 		// Trust on first use: the server must hold a certificate of the CA
 		// whose bundle it just handed out.
 		if resp.TLS == nil {
-			return fmt.Errorf("control plane %s: not TLS", s.opts.Address)
+			return fmt.Errorf("control plane %s: not TLS", addr)
 		}
 		if err := VerifyControlPlane(resp.TLS.PeerCertificates, bundle); err != nil {
-			return fmt.Errorf("control plane %s: first use: %w", s.opts.Address, err)
+			return fmt.Errorf("control plane %s: first use: %w", addr, err)
 		}
-		s.log.Warn("control plane trusted on first use (pin it with --control-plane-ca-file)", "address", s.opts.Address, "trust_domain", sr.TrustDomain)
+		s.log.Warn("control plane trusted on first use (pin it with --control-plane-ca-file)", "address", addr, "trust_domain", sr.TrustDomain)
 	}
 	sv := &x509svid.SVID{ID: s.id, Certificates: certs, PrivateKey: key}
 	if _, _, err := x509svid.Verify(certs, bundle); err != nil {
-		return fmt.Errorf("control plane %s: svid does not verify against its bundle: %w", s.opts.Address, err)
+		return fmt.Errorf("control plane %s: svid does not verify against its bundle: %w", addr, err)
 	}
 	if id, err := x509svid.IDFromCert(certs[0]); err != nil || id != s.id {
-		return fmt.Errorf("control plane %s: svid is for %v, want %s", s.opts.Address, id, s.id)
+		return fmt.Errorf("control plane %s: svid is for %v, want %s", addr, id, s.id)
 	}
 	if !publicKeyMatches(certs[0], key) {
-		return fmt.Errorf("control plane %s: svid does not certify our key", s.opts.Address)
+		return fmt.Errorf("control plane %s: svid does not certify our key", addr)
 	}
 	s.pinned.Store(bundle)
 	s.bundle.Store(bundle)

@@ -54,9 +54,9 @@ func (ca *CA) SignCSR(der []byte, id spiffeid.ID, ttl, skew time.Duration) ([]*x
 	if len(seg) != 3 || seg[0] != "ns" || seg[1] == "" || seg[2] == "" {
 		return nil, fmt.Errorf("%w: %s is not spiffe://<trust-domain>/ns/<namespace>/<app-id>", ErrWrongID, id)
 	}
-	leaf, err := ca.sign(id, csr.PublicKey, ttl, skew)
+	leaf, issuer, err := ca.sign(id, csr.PublicKey, ttl, skew)
 	if err != nil {
 		return nil, err
 	}
-	return []*x509.Certificate{leaf, ca.Issuer()}, nil
+	return []*x509.Certificate{leaf, issuer}, nil
 }

@@ -9,6 +9,11 @@
 // (spiffe://<trust-domain>/ns/<namespace>/<app-id>) with keys held in memory
 // only, and renew them at half their lifetime.
 //
+// A CA may also live in memory only (NewCA, FromFiles) with its owner
+// storing its Files elsewhere: the control plane's replicas on Kubernetes
+// share one through a Secret, and SetFiles swaps in what another replica
+// stored.
+//
 // Sources of SVIDs and bundles are go-spiffe's x509svid.Source and
 // x509bundle.Source, so the SPIFFE Workload API (SPIRE) slots in beside the
 // embedded CA.

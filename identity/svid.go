@@ -36,21 +36,22 @@ func (ca *CA) MintSVID(id spiffeid.ID, ttl, skew time.Duration) (*x509svid.SVID,
 	if err != nil {
 		return nil, fmt.Errorf("svid key: %w", err)
 	}
-	leaf, err := ca.sign(id, key.Public(), ttl, skew)
+	leaf, issuer, err := ca.sign(id, key.Public(), ttl, skew)
 	if err != nil {
 		return nil, err
 	}
-	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf, ca.Issuer()}, PrivateKey: key}, nil
+	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf, issuer}, PrivateKey: key}, nil
 }
 
-// sign issues a leaf certificate for id and pub.
-func (ca *CA) sign(id spiffeid.ID, pub crypto.PublicKey, ttl, skew time.Duration) (*x509.Certificate, error) {
+// sign issues a leaf certificate for id and pub, and returns it with the
+// issuer that signed it (read once: a rotation may swap it meanwhile).
+func (ca *CA) sign(id spiffeid.ID, pub crypto.PublicKey, ttl, skew time.Duration) (*x509.Certificate, *x509.Certificate, error) {
 	if id.TrustDomain() != ca.TrustDomain() {
-		return nil, fmt.Errorf("sign %s: not in trust domain %s", id, ca.TrustDomain())
+		return nil, nil, fmt.Errorf("sign %s: not in trust domain %s", id, ca.TrustDomain())
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ca.mu.RLock()
 	issuer, issuerKey := ca.issuer, ca.issuerKey
@@ -70,9 +71,10 @@ func (ca *CA) sign(id spiffeid.ID, pub crypto.PublicKey, ttl, skew time.Duration
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, issuerKey)
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", id, err)
+		return nil, nil, fmt.Errorf("sign %s: %w", id, err)
 	}
-	return x509.ParseCertificate(der)
+	leaf, err := x509.ParseCertificate(der)
+	return leaf, issuer, err
 }
 
 // Bundle returns the trust bundle of the CA's trust domain.

@@ -29,6 +29,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -51,7 +54,10 @@ const (
 
 // Options configure a Client.
 type Options struct {
-	// Address is the control plane's host:port (gRPC).
+	// Address is the control plane's host:port (gRPC), or several
+	// comma-separated: replicas, tried in order by gRPC's pick_first
+	// whenever the stream needs a connection, so a stream broken by a
+	// replica's death reconnects to the next one.
 	Address string
 	// Mode is ModeSotW (default, "") or ModeDelta.
 	Mode string
@@ -188,10 +194,23 @@ func (c *Client) Run(ctx context.Context) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	conn, err := grpc.NewClient(c.opts.Address,
+	target, dopts := c.opts.Address, []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	if addrs := strings.Split(c.opts.Address, ","); len(addrs) > 1 {
+		// Several replicas: a resolver of this client's own that lists
+		// them all (the default, pick_first, keeps to the first that
+		// connects and moves on when it fails).
+		r := manual.NewBuilderWithScheme("skein-control-plane")
+		var st resolver.State
+		for _, a := range addrs {
+			st.Addresses = append(st.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+		}
+		r.InitialState(st)
+		target, dopts = r.Scheme()+":///control-plane", append(dopts, grpc.WithResolvers(r))
+	}
+	conn, err := grpc.NewClient(target, dopts...)
 	if err != nil {
 		c.log.Error("xds client not started", "err", err)
 		return
@@ -268,7 +287,7 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 	}
 	got := false
 	for {
-		resp, ts, err := nextResponse(c, ModeSotW, &got, stream.Recv)
+		resp, ts, err := nextResponse(c, ModeSotW, &got, stream.Context, stream.Recv)
 		if err != nil {
 			return got, err
 		}
@@ -290,11 +309,11 @@ func (c *Client) runSotW(ctx context.Context, conn *grpc.ClientConn) (bool, erro
 // nextResponse receives the next response of a type the client asked for
 // on a stream of either mode, recording its nonce; a response of another
 // type is logged and skipped. The first response (*got still false) marks
-// the client connected.
+// the client connected (logged with the control plane's address).
 func nextResponse[R interface {
 	GetTypeUrl() string
 	GetNonce() string
-}](c *Client, mode string, got *bool, recv func() (R, error)) (R, *typeState, error) {
+}](c *Client, mode string, got *bool, streamCtx func() context.Context, recv func() (R, error)) (R, *typeState, error) {
 	for {
 		resp, err := recv()
 		if err != nil {
@@ -306,7 +325,11 @@ func nextResponse[R interface {
 		if !*got {
 			*got = true
 			c.setConnected(true)
-			c.log.Info("xds connected", "mode", mode, "node", c.node.GetId())
+			addr := "" // the replica the stream reached
+			if p, ok := peer.FromContext(streamCtx()); ok && p.Addr != nil {
+				addr = p.Addr.String()
+			}
+			c.log.Info("xds connected", "mode", mode, "node", c.node.GetId(), "peer", addr)
 		}
 		if ts := c.types[resp.GetTypeUrl()]; ts != nil {
 			ts.nonce = resp.GetNonce()
@@ -391,7 +414,7 @@ func (c *Client) runDelta(ctx context.Context, conn *grpc.ClientConn) (bool, err
 	}
 	got := false
 	for {
-		resp, ts, err := nextResponse(c, ModeDelta, &got, stream.Recv)
+		resp, ts, err := nextResponse(c, ModeDelta, &got, stream.Context, stream.Recv)
 		if err != nil {
 			return got, err
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 		svidTTL, leaseTTL                                 time.Duration
 		logJSON, kubernetes                               bool
 		kubeconfig                                        string
+		ha                                                haFlags
 	)
 	fs.StringVar(&listen, "listen-address", "", "HOST:PORT to serve ADS (gRPC, TLS or cleartext), the registry and the CA (HTTPS) on (required)")
 	fs.StringVar(&configDir, "config-dir", "", "directory of Dapr YAML (Configuration, Resiliency), Endpoints resources and raw xDS JSON, watched")
@@ -54,6 +56,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file to reach the API server with, instead of the pod's service account")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
+	ha.add(fs)
 	wh := addWebhookFlags(fs) // the sidecar injection webhook (webhook.go)
 	if err := fs.Parse(args); err != nil {
 		return flagError(fs, "control-plane", err, stdout, stderr)
@@ -85,6 +88,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if err := wh.check(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, ha.check(fs, kubernetes))
 	all := append([]string(nil), tokens...)
 	for t := range strings.SplitSeq(os.Getenv("SKEIN_JOIN_TOKENS"), ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -108,20 +112,30 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if caDir == "" {
 		caDir = filepath.Join(skeinHome(), "control-plane", "ca")
 	}
-	srv, err := controlplane.New(controlplane.Options{
+	opts := controlplane.Options{
 		ConfigDir: configDir, TrustDomain: trust, CADir: caDir, Tokens: all, SVIDTTL: svidTTL, LeaseTTL: leaseTTL,
 		Cluster: kubernetes,
-	}, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
-		return 2
 	}
-	var cluster *kube.Watcher
+	var (
+		srv     *controlplane.Server
+		cluster *kubeParts
+	)
 	if kubernetes {
-		if cluster, err = kubeWatcher(kubeconfig, srv, log); err != nil {
+		// The watch's sink is srv, made below with the CA the cluster holds.
+		sink := func(c controlplane.Cluster) { srv.SetCluster(c) }
+		if cluster, err = startKube(kubeconfig, ha, trust, sink, log); err != nil {
 			fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
 			return 1
 		}
+		opts.CA = cluster.ca
+		if cluster.elector != nil {
+			opts.Election = cluster.elector
+		}
+	}
+	srv, err = controlplane.New(opts, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
+		return 2
 	}
 	if len(all) == 0 {
 		log.Warn("no join token given: registrations and SVID requests will all be refused (--join-token)")
@@ -144,9 +158,21 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// kubeWatcher connects to the API server and checks that every watched
-// resource can be listed: a missing CRD or permission fails the start.
-func kubeWatcher(kubeconfig string, srv *controlplane.Server, log *slog.Logger) (*kube.Watcher, error) {
+// kubeParts are the control plane's links to Kubernetes: the cluster's
+// watch, the CA Secret every replica signs from, and the leader election
+// (nil with --leader-elect=false).
+type kubeParts struct {
+	watch   *kube.Watcher
+	store   *kube.CAStore
+	ca      *identity.CA
+	elector *kube.Elector
+}
+
+// startKube connects to the API server and checks that every watched
+// resource can be listed and the Lease read (a missing CRD or permission
+// fails the start), then loads the CA from its Secret, creating it on the
+// first start.
+func startKube(kubeconfig string, ha haFlags, td spiffeid.TrustDomain, sink func(controlplane.Cluster), log *slog.Logger) (*kubeParts, error) {
 	// client-go logs through klog; send it to our logger (klog's state
 	// is global: wiring, so it is set here).
 	klog.SetSlogLogger(log.With("component", "client-go"))
@@ -154,7 +180,7 @@ func kubeWatcher(kubeconfig string, srv *controlplane.Server, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	w, err := kube.New(cfg, srv.SetCluster, log)
+	w, err := kube.New(cfg, sink, log)
 	if err != nil {
 		return nil, err
 	}
@@ -163,24 +189,68 @@ func kubeWatcher(kubeconfig string, srv *controlplane.Server, log *slog.Logger) 
 	if err := w.Check(ctx); err != nil {
 		return nil, err
 	}
-	return w, nil
+	ns := ha.namespace
+	if ns == "" {
+		ns = kube.OwnNamespace()
+	}
+	host := os.Getenv("POD_NAME")
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	replica := kube.NewIdentity(host)
+	parts := &kubeParts{watch: w}
+	if ha.elect {
+		parts.elector, err = kube.NewElector(cfg, kube.ElectionConfig{
+			Namespace: ns, Name: ha.leaseName, Identity: replica,
+			LeaseDuration: ha.leaseDuration, RenewDeadline: ha.renewDeadline, RetryPeriod: ha.retryPeriod,
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		if err := parts.elector.Check(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if parts.store, err = kube.NewCAStore(cfg, ns, ha.caSecret, replica, log); err != nil {
+		return nil, err
+	}
+	if parts.ca, err = parts.store.Load(ctx, td); err != nil {
+		return nil, err
+	}
+	log.Info("kubernetes replica", "namespace", ns, "replica", replica, "leader_elect", ha.elect, "ca_secret", ha.caSecret)
+	return parts, nil
 }
 
-// serveWatching serves the control plane and runs the cluster's watch
-// until ctx ends or either fails.
-func serveWatching(ctx context.Context, srv *controlplane.Server, ln net.Listener, w *kube.Watcher) error {
+// serveWatching serves the control plane, runs the cluster's watch and
+// the CA Secret's, and campaigns for the leadership (or, without an
+// election, does the leader's work itself), until ctx ends or one fails.
+func serveWatching(ctx context.Context, srv *controlplane.Server, ln net.Listener, k *kubeParts) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() {
 		defer cancel()
 		errc <- srv.Serve(ctx, ln)
 	})
 	wg.Go(func() {
 		defer cancel()
-		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := k.watch.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("kubernetes watch: %w", err)
+		}
+	})
+	wg.Go(func() {
+		defer cancel()
+		if err := k.store.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("ca secret watch: %w", err)
+		}
+	})
+	wg.Go(func() {
+		// Ends with ctx; a lost leadership only stops the leader's work.
+		if k.elector != nil {
+			k.elector.Run(ctx, k.store.Lead)
+		} else {
+			k.store.Lead(ctx)
 		}
 	})
 	wg.Wait()
@@ -188,6 +258,50 @@ func serveWatching(ctx context.Context, srv *controlplane.Server, ln net.Listene
 	var errs []error
 	for err := range errc {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// haFlags are the control plane's settings for running replicated on
+// Kubernetes (docs/kubernetes.md, High availability).
+type haFlags struct {
+	elect                                     bool
+	leaseName, namespace, caSecret            string
+	leaseDuration, renewDeadline, retryPeriod time.Duration
+}
+
+// haFlagNames are the flags only --kubernetes takes.
+var haFlagNames = []string{"leader-elect", "leader-elect-resource-name", "leader-elect-lease-duration", "leader-elect-renew-deadline", "leader-elect-retry-period", "namespace", "ca-secret"}
+
+func (h *haFlags) add(fs *flag.FlagSet) {
+	fs.BoolVar(&h.elect, "leader-elect", true, "with --kubernetes: elect a leader among the replicas on a coordination.k8s.io Lease for the work done once (CA rotation); false: this replica does it (run one replica only)")
+	fs.StringVar(&h.leaseName, "leader-elect-resource-name", "skein-control-plane", "with --kubernetes: the Lease in --namespace the replicas compete for")
+	fs.DurationVar(&h.leaseDuration, "leader-elect-lease-duration", kube.DefaultLeaseDuration, "with --kubernetes: how long the other replicas wait on a silent leader before taking the Lease")
+	fs.DurationVar(&h.renewDeadline, "leader-elect-renew-deadline", kube.DefaultRenewDeadline, "with --kubernetes: how long the leader leads without renewing the Lease (shorter than the lease duration)")
+	fs.DurationVar(&h.retryPeriod, "leader-elect-retry-period", kube.DefaultRetryPeriod, "with --kubernetes: time between attempts to take or renew the Lease")
+	fs.StringVar(&h.namespace, "namespace", "", "with --kubernetes: the control plane's namespace, holding its Lease and CA Secret (default $POD_NAMESPACE, else the service account's namespace, else default)")
+	fs.StringVar(&h.caSecret, "ca-secret", "skein-ca", "with --kubernetes: the Secret in --namespace holding the CA every replica signs with (created on first start)")
+}
+
+// check refuses HA flags without --kubernetes and bad election timing.
+func (h *haFlags) check(fs *flag.FlagSet, kubernetes bool) error {
+	var errs []error
+	fs.Visit(func(f *flag.Flag) {
+		if !kubernetes && slices.Contains(haFlagNames, f.Name) {
+			errs = append(errs, fmt.Errorf("--%s: only with --kubernetes", f.Name))
+		}
+		if kubernetes && f.Name == "ca-dir" {
+			errs = append(errs, errors.New("--ca-dir: not with --kubernetes (the CA lives in the Secret --ca-secret)"))
+		}
+	})
+	if kubernetes && h.elect {
+		cfg := kube.ElectionConfig{Namespace: "-", Name: h.leaseName, Identity: "-", LeaseDuration: h.leaseDuration, RenewDeadline: h.renewDeadline, RetryPeriod: h.retryPeriod}
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--leader-elect-*: %w", err))
+		}
+	}
+	if kubernetes && h.caSecret == "" {
+		errs = append(errs, errors.New("--ca-secret: empty"))
 	}
 	return errors.Join(errs...)
 }

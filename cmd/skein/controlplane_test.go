@@ -28,6 +28,11 @@ func TestControlPlaneRejectsBadFlags(t *testing.T) {
 		{"invalid config dir", []string{"--listen-address", "127.0.0.1:0", "--config-dir", filepath.Dir(bad)}, "spec.loadBalancing"},
 		{"kubernetes and a config dir", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--config-dir", t.TempDir()}, "--kubernetes and --config-dir"},
 		{"kubeconfig alone", []string{"--listen-address", "127.0.0.1:0", "--kubeconfig", "/nonexistent"}, "--kubeconfig: only with --kubernetes"},
+		{"leader election alone", []string{"--listen-address", "127.0.0.1:0", "--leader-elect-lease-duration", "3s"}, "--leader-elect-lease-duration: only with --kubernetes"},
+		{"ca secret alone", []string{"--listen-address", "127.0.0.1:0", "--ca-secret", "x"}, "--ca-secret: only with --kubernetes"},
+		{"kubernetes and a ca dir", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--ca-dir", "/tmp/x"}, "--ca-dir: not with --kubernetes"},
+		{"renew deadline not shorter than the lease", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--leader-elect-renew-deadline", "20s"}, "shorter than the lease duration"},
+		{"retry period not shorter than the deadline", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--leader-elect-retry-period", "10s"}, "shorter than the renew deadline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -101,7 +101,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.DurationVar(&f.apiReadHeaderTimeout, "api-read-header-timeout", proxy.DefaultAPIReadHeaderTimeout, "longest time to read a request's line and headers on the API port, each request of a connection")
 	fs.BoolVar(&f.enableMTLS, "enable-mtls", true, "SPIFFE mTLS between sidecars (false: cleartext h2c, for debugging)")
 	fs.StringVar(&f.peerTransport, "peer-transport", "", "calls to other sidecars: h1 (keep-alive HTTP/1.1 over TCP, default), h2 (HTTP/2 over TCP) or h3 (HTTP/3 over QUIC, falling back to h2)")
-	fs.StringVar(&f.controlPlaneAddress, "control-plane-address", "", "HOST:PORT of an xDS control plane (ADS over gRPC): routes, endpoints, resiliency and access policy come from it too (default: the Configuration's spec.controlPlane.address)")
+	fs.StringVar(&f.controlPlaneAddress, "control-plane-address", "", "HOST:PORT of an xDS control plane (ADS over gRPC), or several comma-separated (replicas: when one fails the next is tried): routes, endpoints, resiliency and access policy come from it too (default: the Configuration's spec.controlPlane.address)")
 	fs.StringVar(&f.xdsMode, "xds-mode", "", "ADS variant: sotw (state of the world, default) or delta (incremental) (default: spec.controlPlane.mode)")
 	fs.StringVar(&f.joinToken, "join-token", "", "token for the control plane's registry and CA (default $SKEIN_JOIN_TOKEN); with --control-plane-address the SVID comes from the control plane")
 	fs.StringVar(&f.controlPlaneCAFile, "control-plane-ca-file", "", "PEM roots the control plane's certificate must chain to (empty: trust on first use, checked against the bundle it returns)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -31,8 +32,8 @@ type controlPlaneSpec struct {
 func (f *sidecarFlags) checkXDS() error {
 	var errs []error
 	if f.controlPlaneAddress != "" {
-		if _, _, err := net.SplitHostPort(f.controlPlaneAddress); err != nil {
-			errs = append(errs, fmt.Errorf("--control-plane-address: %q: want HOST:PORT", f.controlPlaneAddress))
+		if err := checkAddresses(f.controlPlaneAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--control-plane-address: %w", err))
 		}
 	}
 	switch f.xdsMode {
@@ -41,6 +42,17 @@ func (f *sidecarFlags) checkXDS() error {
 		errs = append(errs, fmt.Errorf("--xds-mode: %q: want %s or %s", f.xdsMode, xds.ModeSotW, xds.ModeDelta))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAddresses checks a control plane address: HOST:PORT, or several
+// comma-separated (replicas, tried in turn when one fails).
+func checkAddresses(list string) error {
+	for a := range strings.SplitSeq(list, ",") {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil {
+			return fmt.Errorf("%q: want HOST:PORT, or several comma-separated", a)
+		}
+	}
+	return nil
 }
 
 // controlPlaneFromConfig fills --control-plane-address and --xds-mode left
@@ -56,8 +68,8 @@ func (f *sidecarFlags) controlPlaneFromConfig(cfg proxy.Config) error {
 	}
 	cp := spec.ControlPlane
 	if f.controlPlaneAddress == "" && cp.Address != "" {
-		if _, _, err := net.SplitHostPort(cp.Address); err != nil {
-			return fmt.Errorf("%s: spec.controlPlane.address: %q: want HOST:PORT", c.File, cp.Address)
+		if err := checkAddresses(cp.Address); err != nil {
+			return fmt.Errorf("%s: spec.controlPlane.address: %w", c.File, err)
 		}
 		f.controlPlaneAddress = cp.Address
 	}

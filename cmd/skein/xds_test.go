@@ -16,6 +16,8 @@ func TestCheckXDSFlags(t *testing.T) {
 	}{
 		{sidecarFlags{controlPlaneAddress: "127.0.0.1:18000", xdsMode: "delta"}, ""},
 		{sidecarFlags{controlPlaneAddress: "cp"}, "--control-plane-address"},
+		{sidecarFlags{controlPlaneAddress: "10.0.0.2:18000, 10.0.0.3:18000"}, ""},
+		{sidecarFlags{controlPlaneAddress: "10.0.0.2:18000,cp"}, `"cp": want HOST:PORT, or several comma-separated`},
 		{sidecarFlags{xdsMode: "rest"}, "--xds-mode"},
 	} {
 		err := tc.f.checkXDS()

@@ -45,6 +45,12 @@ type Status struct {
 	Instances     []StatusInstance `json:"instances"`
 	// ClusterInstances are the Dapr pods of the cluster (Options.Cluster).
 	ClusterInstances []StatusInstance `json:"clusterInstances,omitempty"`
+	// Replica is this replica's identity in the leader election, Leader
+	// the Lease's holder as last seen, Leading whether that is this one
+	// (Options.Election).
+	Replica string `json:"replica,omitempty"`
+	Leader  string `json:"leader,omitempty"`
+	Leading bool   `json:"leading,omitempty"`
 }
 
 // StatusInstance is one live registration.
@@ -249,6 +255,9 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	s.mu.Unlock()
+	if e := s.opts.Election; e != nil {
+		st.Replica, st.Leader, st.Leading = e.Identity(), e.Leader(), e.Leading()
+	}
 	sort.Strings(st.Nodes)
 	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].ID < st.Instances[j].ID })
 	sort.Slice(st.ClusterInstances, func(i, j int) bool {

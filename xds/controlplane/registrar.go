@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/skeinmesh/skein/discovery"
@@ -21,10 +24,11 @@ import (
 type Registrar struct {
 	addr, token string
 	client      *http.Client
+	good        atomic.Int32 // index in addr of the replica that answered last
 }
 
-// NewRegistrar returns a registrar for the control plane at addr (host:port)
-// presenting token. tlsConfig verifies the control plane; see
+// NewRegistrar returns a registrar for the control plane at addr (host:port,
+// or several comma-separated: replicas, tried in turn) presenting token. tlsConfig verifies the control plane; see
 // identity.ControlPlaneClientConfig.
 func NewRegistrar(addr, token string, tlsConfig *tls.Config) *Registrar {
 	return &Registrar{addr: addr, token: token, client: &http.Client{
@@ -45,14 +49,32 @@ func (r *Registrar) Register(in discovery.Instance) (*discovery.Lease, error) {
 	), nil
 }
 
+// send sends the record to the replica that took the last one, else to
+// the others in turn.
 func (r *Registrar) send(method string, in discovery.Instance) error {
+	addrs := strings.Split(r.addr, ",")
+	first := int(r.good.Load())
+	var errs []error
+	for i := range addrs {
+		n := (first + i) % len(addrs)
+		err := r.sendTo(strings.TrimSpace(addrs[n]), method, in)
+		if err == nil {
+			r.good.Store(int32(n))
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Registrar) sendTo(addr, method string, in discovery.Instance) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+r.addr+InstancesPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+InstancesPath, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -60,14 +82,14 @@ func (r *Registrar) send(method string, in discovery.Instance) error {
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("control plane %s: %w", r.addr, err)
+		return fmt.Errorf("control plane %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
 		var e identity.SignError
 		_ = json.Unmarshal(b, &e)
-		return fmt.Errorf("control plane %s refused the registration of %s: %s: %s", r.addr, in.AppID, resp.Status, e.Error)
+		return fmt.Errorf("control plane %s refused the registration of %s: %s: %s", addr, in.AppID, resp.Status, e.Error)
 	}
 	return nil
 }

@@ -51,6 +51,12 @@ type Options struct {
 	TrustDomain spiffeid.TrustDomain
 	// CADir holds the control plane's CA (identity's embedded CA format).
 	CADir string
+	// CA, when set, is the CA to sign with instead of CADir's: on
+	// Kubernetes, the one the replicas share through a Secret, which its
+	// owner keeps current (identity.CA.SetFiles).
+	CA *identity.CA
+	// Election, when set, says which replica leads; the status shows it.
+	Election Election
 	// Tokens are the join tokens sidecars present to register and to get
 	// an SVID. None means both endpoints refuse every request.
 	Tokens []string
@@ -67,6 +73,14 @@ type Options struct {
 	// served before the first call, and registrations are accepted but
 	// serve no endpoint: the pods say where an app runs.
 	Cluster bool
+}
+
+// Election is the leader election among replicas, as the status reports
+// it (kube.Elector).
+type Election interface {
+	Identity() string // this replica's
+	Leader() string   // the holder last seen, "" for none
+	Leading() bool
 }
 
 // Server is a running control plane: go-control-plane's snapshot cache and
@@ -121,9 +135,12 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 		opts.PollInterval = DefaultPollInterval
 	}
 	log = log.With("component", "control-plane")
-	ca, err := identity.LoadOrInit(opts.CADir, opts.TrustDomain, nil)
-	if err != nil {
-		return nil, err
+	ca := opts.CA
+	if ca == nil {
+		var err error
+		if ca, err = identity.LoadOrInit(opts.CADir, opts.TrustDomain, nil); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Cluster && opts.ConfigDir != "" {
 		return nil, errors.New("a config directory and a cluster: give one source of config")

@@ -22,6 +22,12 @@
 //   - HTTPEndpoint resources are served to the sidecars of their
 //     namespace that their scopes name (all of them without scopes).
 //
+// Replicas (docs/kubernetes.md, High availability): Elector runs leader
+// election on a coordination.k8s.io Lease with client-go's rules, and
+// CAStore keeps the CA every replica signs with in a Secret of the control
+// plane's namespace, which each replica watches and the leader alone
+// rotates (asked by the annotation skein.io/rotate, or when due).
+//
 // Informers run over client-go's dynamic client and tools/cache rather
 // than the typed clientset and its informer factory: those register every
 // API group's types in a scheme at package init, a cost every sidecar
