@@ -53,6 +53,13 @@ func TestHelmChart(t *testing.T) {
 		}
 	}
 
+	// Without Kubernetes the registry lives in one process: more replicas
+	// is refused at render time, with the reason.
+	cmd := exec.Command(helm, "template", "skein", chart, "--set", "kubernetes=false", "--set", "replicaCount=2")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "needs kubernetes") {
+		t.Errorf("kubernetes=false with two replicas rendered (%v):\n%s", err, out)
+	}
+
 	for _, v := range []struct {
 		name string
 		set  []string
@@ -60,10 +67,11 @@ func TestHelmChart(t *testing.T) {
 		hook bool
 		kube bool // --kubernetes, with its RBAC and a token mounted
 	}{
-		{"defaults", nil, false, true, true},
+		{"defaults", nil, true, true, true},
 		{"three replicas", []string{"replicaCount=3"}, true, true, true},
-		{"no webhook", []string{"webhook.enabled=false"}, false, false, true},
-		{"cert-manager", []string{"webhook.certManagerCA=skein-system/skein-webhook", "image.tag=dev"}, false, true, true},
+		{"one replica", []string{"replicaCount=1"}, false, true, true},
+		{"no webhook", []string{"webhook.enabled=false"}, true, false, true},
+		{"cert-manager", []string{"webhook.certManagerCA=skein-system/skein-webhook", "image.tag=dev"}, true, true, true},
 		{"registry and config directory", []string{"kubernetes=false"}, false, true, false},
 	} {
 		t.Run(v.name, func(t *testing.T) {
@@ -85,6 +93,16 @@ func TestHelmChart(t *testing.T) {
 			dep := m.deploys[0]
 			flags := strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " ")
 			token := *dep.Spec.Template.Spec.AutomountServiceAccountToken && *m.accounts[0].AutomountServiceAccountToken
+			env := map[string]bool{}
+			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+				env[e.Name] = true
+			}
+			// On Kubernetes the CA is a Secret shared by the replicas, and
+			// each replica knows its name and namespace (the Lease's holder,
+			// where the Lease and Secret live).
+			if v.kube && (strings.Contains(flags, "--ca-dir") || !env["POD_NAME"] || !env["POD_NAMESPACE"]) {
+				t.Errorf("Kubernetes mode with args %s and env %v: want no --ca-dir, POD_NAME and POD_NAMESPACE", flags, env)
+			}
 			if got := strings.Contains(flags, "--kubernetes"); got != v.kube || strings.Contains(flags, "--config-dir") == v.kube ||
 				token != v.kube || (len(m.roles) > 0) != v.kube || (m.bindings > 0) != v.kube {
 				t.Errorf("--kubernetes %v, token mounted %v, %d RBAC rules and %d bindings; want Kubernetes mode %v (args %s)",

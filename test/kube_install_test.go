@@ -41,7 +41,7 @@ var kubeResources = map[string]struct {
 func TestHelmChartOnAPIServer(t *testing.T) {
 	helm := peersBin(t, "helm")
 	k := startKubeAPI(t)
-	rendered := helmTemplate(t, helm, "--set", "createNamespace=true", "--set", "replicaCount=2")
+	rendered := helmTemplate(t, helm, "--set", "createNamespace=true") // two replicas: the PodDisruptionBudget too
 
 	applied := map[string]bool{}
 	for _, doc := range bytes.Split(rendered, []byte("\n---")) {
@@ -69,7 +69,7 @@ func TestHelmChartOnAPIServer(t *testing.T) {
 		}
 		applied[head.Kind] = true
 	}
-	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration"} {
+	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration"} {
 		if !applied[kind] {
 			t.Errorf("the chart rendered no %s (applied: %v)", kind, applied)
 		}
@@ -118,6 +118,9 @@ func TestHelmChartOnAPIServer(t *testing.T) {
 		{"GET", "/apis/dapr.io/v1alpha1/httpendpoints", http.StatusOK},
 		{"GET", "/api/v1/secrets", http.StatusForbidden},
 		{"GET", "/api/v1/namespaces/skein-system/secrets", http.StatusForbidden},
+		{"GET", "/api/v1/namespaces/skein-system/secrets/skein-ca", http.StatusNotFound}, // its own, not created yet
+		{"GET", "/api/v1/namespaces/skein-system/secrets/skein-join-token", http.StatusForbidden},
+		{"GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", http.StatusForbidden},
 		{"POST", "/api/v1/namespaces/default/pods", http.StatusForbidden},
 		{"DELETE", "/apis/dapr.io/v1alpha1/namespaces/default/configurations/x", http.StatusForbidden},
 	} {
@@ -128,6 +131,14 @@ func TestHelmChartOnAPIServer(t *testing.T) {
 
 	// The control plane itself, with only that token: it lists everything it
 	// watches at start and exits naming what it may not read, so being up
-	// and synced is the proof.
-	startKubeControlPlane(t, k, "--kubeconfig", sa)
+	// and synced is the proof; as a replica it creates the CA Secret and
+	// takes the Lease, which only the chart's Role allows.
+	startKubeControlPlane(t, k, "--kubeconfig", sa, "--namespace", "skein-system")
+	waitFor(t, 30*time.Second, "the replica to hold the Lease", func() bool {
+		code, b := k.try("GET", "/apis/coordination.k8s.io/v1/namespaces/skein-system/leases/skein-control-plane", nil, "")
+		return code == http.StatusOK && strings.Contains(string(b), `"holderIdentity"`)
+	})
+	if code, b := k.try("GET", "/api/v1/namespaces/skein-system/secrets/skein-ca", nil, ""); code != http.StatusOK {
+		t.Errorf("the CA Secret: %d %s", code, b)
+	}
 }

@@ -18,3 +18,8 @@ app.kubernetes.io/name: {{ include "skein.fullname" . }}
 {{- define "skein.joinSecret" -}}
 {{ .Values.joinToken.existingSecret | default "skein-join-token" }}
 {{- end -}}
+
+{{/* Replicas: replicaCount, or 2 with kubernetes (HA) and 1 without. */}}
+{{- define "skein.replicas" -}}
+{{ .Values.replicaCount | default (ternary 2 1 .Values.kubernetes) | int }}
+{{- end -}}
