@@ -132,9 +132,9 @@ func buildResources(caller appKey, cfg *dirConfig, instances map[appKey][]instan
 }
 
 // callerSpecs are the Resiliency resources that apply to calls from app
-// caller, and a key naming that set: the only input of buildResources
-// that depends on the caller, so nodes with equal keys get equal
-// resources.
+// caller, and a key naming everything of buildResources that depends on
+// the caller (those resources, its namespace when they name targets, the
+// HTTPEndpoints it gets), so nodes with equal keys get equal resources.
 func callerSpecs(caller appKey, cfg *dirConfig) ([]*resiliency.Spec, string) {
 	var specs []*resiliency.Spec
 	var key []byte
@@ -151,6 +151,13 @@ func callerSpecs(caller appKey, cfg *dirConfig) ([]*resiliency.Spec, string) {
 		// The policies' targets name apps of the caller's own namespace by
 		// app id alone (buildResources): the namespace is part of the set.
 		key = append(append(key, '@'), caller.ns...)
+	}
+	// So are the HTTPEndpoints the caller gets (its namespace's, that its
+	// scopes allow).
+	for i, e := range cfg.httpEndpoints {
+		if e.appliesTo(caller) {
+			key = strconv.AppendInt(append(key, '+'), int64(i), 10)
+		}
 	}
 	return specs, string(key)
 }
