@@ -24,6 +24,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/inject"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
 	"github.com/skeinmesh/skein/xds/controlplane"
@@ -39,7 +40,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 		listen, configDir, td, caDir, tokenFile, logLevel string
 		tokens                                            stringList
 		svidTTL, leaseTTL                                 time.Duration
-		logJSON, kubernetes                               bool
+		logJSON, kubernetes, joinTokenSVIDs               bool
 		kubeconfig                                        string
 	)
 	fs.StringVar(&listen, "listen-address", "", "HOST:PORT to serve ADS (gRPC, TLS or cleartext), the registry and the CA (HTTPS) on (required)")
@@ -52,6 +53,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long a registration lives without a heartbeat")
 	fs.BoolVar(&kubernetes, "kubernetes", false, "take instances and Dapr resources from the Kubernetes API server (in-cluster config, or --kubeconfig) instead of --config-dir")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file to reach the API server with, instead of the pod's service account")
+	fs.BoolVar(&joinTokenSVIDs, "allow-join-token-svids", false, "with --kubernetes: a join token alone also gets an SVID, for sidecars outside the cluster (whoever holds one can then get any app's SVID); without it only a pod's service-account token, checked with TokenReview, does")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
 	wh := addWebhookFlags(fs) // the sidecar injection webhook (webhook.go)
@@ -82,6 +84,9 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if kubeconfig != "" && !kubernetes {
 		errs = append(errs, errors.New("--kubeconfig: only with --kubernetes"))
 	}
+	if joinTokenSVIDs && !kubernetes {
+		errs = append(errs, errors.New("--allow-join-token-svids: only with --kubernetes (without it join tokens always get SVIDs)"))
+	}
 	if err := wh.check(); err != nil {
 		errs = append(errs, err)
 	}
@@ -108,20 +113,33 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if caDir == "" {
 		caDir = filepath.Join(skeinHome(), "control-plane", "ca")
 	}
-	srv, err := controlplane.New(controlplane.Options{
+	var (
+		srv      *controlplane.Server
+		cluster  *kube.Watcher
+		attester controlplane.Attester
+	)
+	if kubernetes {
+		// The watch feeds the server made below; it runs once both exist.
+		var err error
+		if cluster, attester, err = kubeWatcher(kubeconfig, func(c controlplane.Cluster) { srv.SetCluster(c) }, log); err != nil {
+			fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
+			return 1
+		}
+	}
+	srv, err = controlplane.New(controlplane.Options{
 		ConfigDir: configDir, TrustDomain: trust, CADir: caDir, Tokens: all, SVIDTTL: svidTTL, LeaseTTL: leaseTTL,
-		Cluster: kubernetes,
+		Cluster: kubernetes, Attester: attester, JoinTokenSVIDs: joinTokenSVIDs,
 	}, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
 		return 2
 	}
-	var cluster *kube.Watcher
 	if kubernetes {
-		if cluster, err = kubeWatcher(kubeconfig, srv, log); err != nil {
-			fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
-			return 1
+		join := "registrations only"
+		if joinTokenSVIDs {
+			join = "registrations and SVIDs (--allow-join-token-svids)"
 		}
+		log.Info("svids for pods proven by their service-account tokens (TokenReview)", "audience", inject.TokenAudience, "join_tokens", join)
 	}
 	if len(all) == 0 {
 		log.Warn("no join token given: registrations and SVID requests will all be refused (--join-token)")
@@ -145,25 +163,31 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 }
 
 // kubeWatcher connects to the API server and checks that every watched
-// resource can be listed: a missing CRD or permission fails the start.
-func kubeWatcher(kubeconfig string, srv *controlplane.Server, log *slog.Logger) (*kube.Watcher, error) {
+// resource can be listed: a missing CRD or permission fails the start. It
+// returns the watch, feeding sink, and the CA's attester, which reads the
+// watch's pods.
+func kubeWatcher(kubeconfig string, sink func(controlplane.Cluster), log *slog.Logger) (*kube.Watcher, *kube.Attester, error) {
 	// client-go logs through klog; send it to our logger (klog's state
 	// is global: wiring, so it is set here).
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	cfg, err := kube.RESTConfig(kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	w, err := kube.New(cfg, srv.SetCluster, log)
+	w, err := kube.New(cfg, sink, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	a, err := kube.NewAttester(cfg, w)
+	if err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.Check(ctx); err != nil {
-		return nil, err
+	if err := errors.Join(w.Check(ctx), a.Check(ctx)); err != nil {
+		return nil, nil, err
 	}
-	return w, nil
+	return w, a, nil
 }
 
 // serveWatching serves the control plane and runs the cluster's watch
@@ -212,14 +236,23 @@ func readTokenFile(path string) ([]string, error) {
 
 // controlPlaneFlags are a sidecar's settings for `skein control-plane`.
 type controlPlaneFlags struct {
-	address string // --control-plane-address
-	token   string // --join-token, else $SKEIN_JOIN_TOKEN
-	caFile  string // --control-plane-ca-file
+	address       string // --control-plane-address
+	token         string // --join-token, else $SKEIN_JOIN_TOKEN
+	caFile        string // --control-plane-ca-file
+	kubeTokenFile string // --kubernetes-token-file, else inject.TokenPath if it exists
 }
 
 // controlPlane returns the sidecar's control plane settings.
 func (f *sidecarFlags) controlPlane() controlPlaneFlags {
-	return controlPlaneFlags{address: f.controlPlaneAddress, token: f.joinToken, caFile: f.controlPlaneCAFile}
+	c := controlPlaneFlags{address: f.controlPlaneAddress, token: f.joinToken, caFile: f.controlPlaneCAFile, kubeTokenFile: f.kubeTokenFile}
+	if c.kubeTokenFile == "" {
+		// Where the injector mounts it: a sidecar in a pod proves its pod
+		// with no flag.
+		if _, err := os.Stat(inject.TokenPath); err == nil {
+			c.kubeTokenFile = inject.TokenPath
+		}
+	}
+	return c
 }
 
 // sidecarRegistrar is where a sidecar registers: the control plane's
@@ -228,6 +261,12 @@ func (f *sidecarFlags) controlPlane() controlPlaneFlags {
 func sidecarRegistrar(f *sidecarFlags, reg *discovery.Registry, opts proxy.Options, log *slog.Logger) (proxy.Registrar, error) {
 	cp := f.controlPlane()
 	if cp.address == "" {
+		return reg, nil
+	}
+	if cp.joinToken() == "" && cp.kubeTokenFile != "" {
+		// On Kubernetes the pod is the registration: the control plane
+		// watches it.
+		log.Info("no join token: not registering with the control plane (on Kubernetes it finds this sidecar's pod)")
 		return reg, nil
 	}
 	if cp.joinToken() == "" {
