@@ -93,8 +93,10 @@ func startKubeControlPlane(t *testing.T, k *kubeAPI, extra ...string) *controlPl
 	t.Helper()
 	m := newMesh(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	// Sidecars here get their SVIDs with the join token: pod identity by
+	// service-account token is kube_identity_test.go's.
 	p := m.start("control-plane", bin.skein, nil, append([]string{"control-plane", "--kubernetes", "--kubeconfig", k.kubeconfig,
-		"--listen-address", addr, "--join-token", xdsToken, "--svid-ttl", "1m", "--log-level", "debug"}, extra...)...)
+		"--listen-address", addr, "--join-token", xdsToken, "--allow-join-token-svids", "--svid-ttl", "1m", "--log-level", "debug"}, extra...)...)
 	waitFor(t, 30*time.Second, "control plane synced with the API server", func() bool {
 		if p.exited() {
 			t.Fatalf("control plane exited: %v\n%s", p.err, p.out)

@@ -130,16 +130,24 @@ func TestAttest(t *testing.T) {
 			review: &authv1.TokenReviewStatus{Error: `[invalid bearer token, token audiences ["other"] is invalid for the target audiences ["skein.io/control-plane"]]`},
 			want:   "does not accept it for audience skein.io/control-plane: [invalid bearer token, token audiences"},
 		{name: "an audience-agnostic authenticator's yes", token: tokA, ns: "shop", app: "orders",
-			review: func() *authv1.TokenReviewStatus { st := podAccount("shop", "orders", "orders-0", "uid-a"); st.Audiences = nil; return &st }(),
-			want:   "not for audience skein.io/control-plane"},
+			review: func() *authv1.TokenReviewStatus {
+				st := podAccount("shop", "orders", "orders-0", "uid-a")
+				st.Audiences = nil
+				return &st
+			}(),
+			want: "not for audience skein.io/control-plane"},
 		{name: "an expired token", token: tokA, ns: "shop", app: "orders",
 			review: &authv1.TokenReviewStatus{Error: "[invalid bearer token, service account token has expired]"}, want: "has expired"},
 		{name: "not a service account", token: tokA, ns: "shop", app: "orders",
 			review: &authv1.TokenReviewStatus{Authenticated: true, Audiences: []string{inject.TokenAudience}, User: authv1.UserInfo{Username: "admin"}},
 			want:   `not a service account's token (user "admin")`},
 		{name: "a token bound to no pod", token: tokA, ns: "shop", app: "orders",
-			review: func() *authv1.TokenReviewStatus { st := podAccount("shop", "orders", "", ""); st.User.Extra = nil; return &st }(),
-			want:   "bound to no pod"},
+			review: func() *authv1.TokenReviewStatus {
+				st := podAccount("shop", "orders", "", "")
+				st.User.Extra = nil
+				return &st
+			}(),
+			want: "bound to no pod"},
 		{name: "not a JWT (a join token sent by mistake)", token: "s3cret-join-token", ns: "shop", app: "orders", want: "not a service-account token"},
 		{name: "unknown token", token: fakeToken("forged", exp), ns: "shop", app: "orders", want: "invalid bearer token"},
 		{name: "the API server down", token: tokA, ns: "shop", app: "orders", wantNotOK: true},
