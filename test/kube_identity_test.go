@@ -43,6 +43,47 @@ func (k *kubeAPI) podToken(t *testing.T, p *kubePod, sa, audience string) string
 	return file
 }
 
+// controlPlaneRules are the control plane's permissions as
+// docs/kubernetes.md lists them; tokenreviews last.
+var controlPlaneRules = []any{
+	map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get", "list", "watch"}},
+	map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": []any{"get", "list", "watch"}},
+	map[string]any{"apiGroups": []any{"dapr.io"}, "resources": []any{"configurations", "resiliencies"}, "verbs": []any{"get", "list", "watch"}},
+	map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
+}
+
+// serviceAccountKubeconfig makes service account ns/name with a
+// ClusterRole of rules bound to it, and returns a kubeconfig file that
+// authenticates as it (a token from TokenRequest).
+func (k *kubeAPI) serviceAccountKubeconfig(t *testing.T, ns, name string, rules []any) string {
+	t.Helper()
+	k.must(t, "POST", "/api/v1/namespaces/"+ns+"/serviceaccounts", map[string]any{"metadata": map[string]any{"name": name}})
+	k.must(t, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", map[string]any{
+		"metadata": map[string]any{"name": name}, "rules": rules,
+	})
+	k.must(t, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", map[string]any{
+		"metadata": map[string]any{"name": name},
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+		"subjects": []any{map[string]any{"kind": "ServiceAccount", "namespace": ns, "name": name}},
+	})
+	var tr struct{ Status struct{ Token string } }
+	_ = json.Unmarshal(k.must(t, "POST", "/api/v1/namespaces/"+ns+"/serviceaccounts/"+name+"/token", map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": map[string]any{"expirationSeconds": 3600},
+	}), &tr)
+	if tr.Status.Token == "" {
+		t.Fatal("TokenRequest returned no token")
+	}
+	b, err := os.ReadFile(k.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(file, []byte(strings.ReplaceAll(string(b), "token: "+k.token, "token: "+tr.Status.Token)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // tokenSidecar starts app's sidecar as pod p would run it, proving its pod
 // with the token in tokenFile alone (no join token), and does not wait.
 func tokenSidecar(t *testing.T, cp *controlPlane, p *kubePod, app, tokenFile string) *sidecar {
@@ -88,11 +129,25 @@ func TestKubernetesIdentity(t *testing.T) {
 	orders := k.createPod(t, "ident", "orders-0", "orders", net+"2", nil)
 	billing := k.createPod(t, "ident", "billing-0", "billing", net+"3", nil)
 
+	// The control plane runs as a service account with exactly the
+	// permissions docs/kubernetes.md lists: least privilege, proven.
+	k.must(t, "POST", "/api/v1/namespaces", map[string]any{"metadata": map[string]any{"name": "skein-system"}})
+	kubeconfig := k.serviceAccountKubeconfig(t, "skein-system", "skein-control-plane", controlPlaneRules)
+
+	t.Run("a control plane that may not review tokens does not start", func(t *testing.T) {
+		noReview := k.serviceAccountKubeconfig(t, "skein-system", "no-review", controlPlaneRules[:len(controlPlaneRules)-1])
+		p := newMesh(t).start("control-plane without tokenreviews", bin.skein, nil, "control-plane", "--kubernetes", "--kubeconfig", noReview,
+			"--listen-address", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--join-token", xdsToken)
+		if code := p.exitCode(t, 30*time.Second); code != 1 || !strings.Contains(p.out.String(), "may not create authentication.k8s.io tokenreviews") {
+			t.Errorf("exit %d, output:\n%s\nwant 1 and the missing permission named", code, p.out)
+		}
+	})
+
 	m := newMesh(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	// No --allow-join-token-svids: pods prove themselves, join tokens only
 	// register.
-	cp := &controlPlane{m: m, addr: addr, proc: m.start("control-plane", bin.skein, nil, "control-plane", "--kubernetes", "--kubeconfig", k.kubeconfig,
+	cp := &controlPlane{m: m, addr: addr, proc: m.start("control-plane", bin.skein, nil, "control-plane", "--kubernetes", "--kubeconfig", kubeconfig,
 		"--listen-address", addr, "--join-token", xdsToken, "--svid-ttl", "1m", "--log-level", "debug")}
 	waitFor(t, 30*time.Second, "control plane synced with the API server", func() bool {
 		if cp.exited() {

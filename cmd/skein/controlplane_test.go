@@ -28,6 +28,7 @@ func TestControlPlaneRejectsBadFlags(t *testing.T) {
 		{"invalid config dir", []string{"--listen-address", "127.0.0.1:0", "--config-dir", filepath.Dir(bad)}, "spec.loadBalancing"},
 		{"kubernetes and a config dir", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--config-dir", t.TempDir()}, "--kubernetes and --config-dir"},
 		{"kubeconfig alone", []string{"--listen-address", "127.0.0.1:0", "--kubeconfig", "/nonexistent"}, "--kubeconfig: only with --kubernetes"},
+		{"join token svids without kubernetes", []string{"--listen-address", "127.0.0.1:0", "--allow-join-token-svids"}, "--allow-join-token-svids: only with --kubernetes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
