@@ -41,7 +41,7 @@ type SignRequest struct {
 	// CSR is a PEM "CERTIFICATE REQUEST" whose only URI SAN is SPIFFEID.
 	CSR string `json:"csr"`
 	// KubernetesToken is the pod's projected service-account token
-	// (audience inject.TokenAudience): a control plane on Kubernetes signs
+	// (audience skein.io/control-plane): a control plane on Kubernetes signs
 	// only for the app the pod it is bound to runs, as TokenReview proves
 	// it. Empty outside Kubernetes; other control planes ignore it.
 	KubernetesToken string `json:"kubernetesToken,omitempty"`
