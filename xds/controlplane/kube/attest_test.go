@@ -286,3 +286,28 @@ func TestAttestCachesReviews(t *testing.T) {
 		t.Errorf("%d cached reviews, want at most %d", n, maxCachedReviews)
 	}
 }
+
+// FuzzAttestToken: whatever a sidecar sends as its token, Attest does not
+// panic, sends the API server only JWT-shaped tokens of bounded size, and
+// answers anything unknown with a refusal that does not hold the token.
+func FuzzAttestToken(f *testing.F) {
+	f.Add(fakeToken("a", time.Now().Add(time.Hour)))
+	f.Add("s3cret-join-token")
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add("eyJ.eyJleHAiOjF9.x")
+	f.Fuzz(func(t *testing.T, token string) {
+		api := &fakeAPI{reviews: map[string]authv1.TokenReviewStatus{}, pods: map[string]*corev1.Pod{}}
+		_, err := api.attester().Attest(context.Background(), token, "shop", "orders")
+		if !errors.Is(err, controlplane.ErrNotAttested) {
+			t.Fatalf("token %q: %v, want a refusal", token, err)
+		}
+		if api.calls > 0 && (len(token) > maxTokenLen || strings.Count(token, ".") != 2) {
+			t.Errorf("token %q reached the API server", token)
+		}
+		if len(token) > 8 && strings.Contains(err.Error(), token) {
+			t.Errorf("the refusal holds the token: %v", err)
+		}
+		_, _ = expiry(token)
+	})
+}
