@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,11 @@ import (
 )
 
 // SignPath is the control plane's signing endpoint: POST a SignRequest as
-// JSON with "Authorization: Bearer <join token>", get a SignResponse (200)
-// or a SignError (400 malformed, 401 token, 403 SPIFFE ID).
+// JSON with "Authorization: Bearer <join token>" (or, for a control plane
+// on Kubernetes, the request's KubernetesToken), get a SignResponse (200)
+// or a SignError (400 malformed, 401 no accepted credential, 403 SPIFFE
+// ID or a refused service-account token, 503 the token could not be
+// checked).
 const SignPath = "/v1/svid"
 
 // SignRequest asks the control plane to sign an SVID.
@@ -36,6 +40,11 @@ type SignRequest struct {
 	SPIFFEID string `json:"spiffeId"`
 	// CSR is a PEM "CERTIFICATE REQUEST" whose only URI SAN is SPIFFEID.
 	CSR string `json:"csr"`
+	// KubernetesToken is the pod's projected service-account token
+	// (audience skein.io/control-plane): a control plane on Kubernetes signs
+	// only for the app the pod it is bound to runs, as TokenReview proves
+	// it. Empty outside Kubernetes; other control planes ignore it.
+	KubernetesToken string `json:"kubernetesToken,omitempty"`
 }
 
 // SignResponse is a signed SVID and the trust bundle.
@@ -61,6 +70,11 @@ type ControlPlaneOptions struct {
 	Address string
 	// Token is a join token the control plane accepts.
 	Token string
+	// KubernetesTokenFile is the pod's projected service-account token
+	// file, sent with every signing request (read again each time: the
+	// kubelet rotates it). A control plane on Kubernetes needs it; a join
+	// token alone is refused there unless it allows join tokens.
+	KubernetesTokenFile string
 	// Bundle, when set, pins the control plane's trust domain roots
 	// (--control-plane-ca-file): its serving certificate must chain to them.
 	// Nil trusts the first server on first use: the answer's bundle must
@@ -73,8 +87,9 @@ type ControlPlaneOptions struct {
 
 // ControlPlaneSource is an SVID and bundle source backed by `skein
 // control-plane`'s CA, as istiod's is for Istio: the key is generated here
-// and never leaves the process; a CSR and the join token go to the control
-// plane, which returns the SVID and the trust bundle. It renews at half the
+// and never leaves the process; a CSR and the join token (or, in a pod, its
+// service-account token) go to the control plane, which returns the SVID
+// and the trust bundle. It renews at half the
 // SVID's lifetime and retries a failed renewal every 10 s while the SVID is
 // valid. Safe for concurrent use; Run owns its goroutine.
 type ControlPlaneSource struct {
@@ -94,8 +109,8 @@ func NewControlPlaneSource(ctx context.Context, opts ControlPlaneOptions, id spi
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	if opts.Token == "" {
-		return nil, errors.New("control plane: a join token is required (--join-token or SKEIN_JOIN_TOKEN)")
+	if opts.Token == "" && opts.KubernetesTokenFile == "" {
+		return nil, errors.New("control plane: a join token (--join-token or SKEIN_JOIN_TOKEN) or a Kubernetes service-account token (--kubernetes-token-file) is required")
 	}
 	s := &ControlPlaneSource{renewing: renewing{id: id, log: log.With("component", "identity"), metrics: m}, opts: opts, now: time.Now}
 	if opts.Bundle != nil {
@@ -172,7 +187,13 @@ func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("csr: %w", err)
 	}
-	body, _ := json.Marshal(SignRequest{SPIFFEID: s.id.String(), CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+	sr := SignRequest{SPIFFEID: s.id.String(), CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))}
+	if f := s.opts.KubernetesTokenFile; f != "" {
+		if sr.KubernetesToken, err = ReadTokenFile(f); err != nil {
+			return err
+		}
+	}
+	body, _ := json.Marshal(sr)
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+SignPath, bytes.NewReader(body))
@@ -180,7 +201,9 @@ func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 		return fmt.Errorf("control plane %s: %w", addr, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.opts.Token)
+	if s.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.opts.Token)
+	}
 	// One connection per signing, so what the server proved is what this
 	// answer came over (trust on first use checks it below).
 	tr := &http.Transport{TLSClientConfig: ControlPlaneClientConfig(s.pinned.Load, s.id.TrustDomain()), ForceAttemptHTTP2: true, DisableKeepAlives: true}
@@ -199,20 +222,20 @@ func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 		_ = json.Unmarshal(b, &e)
 		return fmt.Errorf("control plane %s refused to sign %s: %s: %s", addr, s.id, resp.Status, e.Error)
 	}
-	var sr SignResponse
-	if err := json.Unmarshal(b, &sr); err != nil {
+	var ans SignResponse
+	if err := json.Unmarshal(b, &ans); err != nil {
 		return fmt.Errorf("control plane %s: answer: %w", addr, err)
 	}
-	certs, err := ParseCertsPEM([]byte(sr.Chain))
+	certs, err := ParseCertsPEM([]byte(ans.Chain))
 	if err != nil {
 		return fmt.Errorf("control plane %s: chain: %w", addr, err)
 	}
-	roots, err := ParseCertsPEM([]byte(sr.Bundle))
+	roots, err := ParseCertsPEM([]byte(ans.Bundle))
 	if err != nil {
 		return fmt.Errorf("control plane %s: bundle: %w", addr, err)
 	}
-	if sr.TrustDomain != s.id.TrustDomain().Name() {
-		return fmt.Errorf("control plane %s serves trust domain %q, want %q", addr, sr.TrustDomain, s.id.TrustDomain().Name())
+	if ans.TrustDomain != s.id.TrustDomain().Name() {
+		return fmt.Errorf("control plane %s serves trust domain %q, want %q", addr, ans.TrustDomain, s.id.TrustDomain().Name())
 	}
 	bundle := x509bundle.FromX509Authorities(s.id.TrustDomain(), roots)
 	if s.pinned.Load() == nil {
@@ -224,7 +247,7 @@ func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 		if err := VerifyControlPlane(resp.TLS.PeerCertificates, bundle); err != nil {
 			return fmt.Errorf("control plane %s: first use: %w", addr, err)
 		}
-		s.log.Warn("control plane trusted on first use (pin it with --control-plane-ca-file)", "address", addr, "trust_domain", sr.TrustDomain)
+		s.log.Warn("control plane trusted on first use (pin it with --control-plane-ca-file)", "address", addr, "trust_domain", ans.TrustDomain)
 	}
 	sv := &x509svid.SVID{ID: s.id, Certificates: certs, PrivateKey: key}
 	if _, _, err := x509svid.Verify(certs, bundle); err != nil {
@@ -241,6 +264,33 @@ func (s *ControlPlaneSource) renewFrom(ctx context.Context, addr string) error {
 	s.received.Store(s.now().UnixNano())
 	s.svid.Store(sv)
 	return nil
+}
+
+// maxTokenSize bounds a token file: a projected service-account token is
+// a JWT of about a kilobyte.
+const maxTokenSize = 64 << 10
+
+// ReadTokenFile reads a token file (a projected service-account token),
+// without surrounding white space. A missing, empty or oversized file is an
+// error naming it; the token itself never appears in an error.
+func ReadTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("kubernetes token: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenSize+1))
+	if err != nil {
+		return "", fmt.Errorf("kubernetes token %s: %w", path, err)
+	}
+	if len(b) > maxTokenSize {
+		return "", fmt.Errorf("kubernetes token %s: larger than %d bytes", path, maxTokenSize)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("kubernetes token %s: empty", path)
+	}
+	return tok, nil
 }
 
 func publicKeyMatches(c *x509.Certificate, key *ecdsa.PrivateKey) bool {

@@ -463,8 +463,8 @@ func (p *parser) mounts(key string, readOnly bool, spec *corev1.PodSpec) []corev
 			p.fail(key, s, fmt.Sprintf("the pod has no volume %q", name))
 			continue
 		}
-		if name == homeVolume || dir == homeDir {
-			p.fail(key, s, fmt.Sprintf("%s and %s are the sidecar's own", homeVolume, homeDir))
+		if name == homeVolume || dir == homeDir || name == tokenVolume || dir == tokenDir {
+			p.fail(key, s, fmt.Sprintf("%s (%s) and %s (%s) are the sidecar's own", homeVolume, homeDir, tokenVolume, tokenDir))
 			continue
 		}
 		out = append(out, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: readOnly})

@@ -13,8 +13,11 @@
 //     changes nothing); otherwise the annotations are parsed, every bad
 //     value reported (*AnnotationError), and the Plan holds the daprd
 //     container running `skein sidecar` with the flags they map to, its
-//     emptyDir $SKEIN_HOME, the dapr.io labels and the DAPR_HTTP_PORT /
-//     DAPR_GRPC_PORT / APP_PROTOCOL variables for the app containers.
+//     emptyDir $SKEIN_HOME, with a control plane address the projected
+//     service-account token (audience TokenAudience, at TokenPath) that
+//     proves the pod to the control plane's CA, the dapr.io labels and the
+//     DAPR_HTTP_PORT / DAPR_GRPC_PORT / APP_PROTOCOL variables for the app
+//     containers.
 //     Annotations Skein ignores, or does not know, become Plan.Warnings,
 //     never silently dropped.
 //   - Plan.Apply changes a typed pod; Plan.Patch says the same change as

@@ -38,6 +38,24 @@ const (
 	homeDir    = "/var/run/skein"
 	// tokenKey is the key of the API token Secrets, as in Dapr.
 	tokenKey = "token"
+
+	// TokenAudience is the audience of the service-account token projected
+	// into each sidecar: the control plane asks TokenReview for exactly
+	// this audience, so the token proves nothing to the API server itself
+	// or to anyone else, and no other audience's token proves anything to
+	// the control plane (Dapr's Sentry uses "dapr.io/sentry", istiod
+	// "istio-ca").
+	TokenAudience = "skein.io/control-plane"
+	// TokenPath is where the sidecar reads that token (its
+	// --kubernetes-token-file); the kubelet rewrites it before it expires.
+	TokenPath = tokenDir + "/token"
+	// tokenVolume is the projected volume of the token, mounted read-only
+	// at tokenDir in the sidecar only.
+	tokenVolume = "skein-identity-token"
+	tokenDir    = "/var/run/secrets/skein.io/identity"
+	// tokenExpirationSeconds is the token's lifetime; the kubelet renews
+	// it at 80% of it. The sidecar reads it at each signing request.
+	tokenExpirationSeconds = 3600
 )
 
 // Options are the injector's settings: what no annotation says.
@@ -133,8 +151,10 @@ func (in *Injector) Plan(meta *metav1.ObjectMeta, spec *corev1.PodSpec, owner st
 	if err != nil {
 		return nil, err
 	}
-	if hasVolume(spec, homeVolume) {
-		return nil, &FieldError{Field: "spec.volumes", Err: fmt.Errorf("the pod already has a volume named %s, the sidecar's", homeVolume)}
+	for _, v := range []string{homeVolume, tokenVolume} {
+		if hasVolume(spec, v) {
+			return nil, &FieldError{Field: "spec.volumes", Err: fmt.Errorf("the pod already has a volume named %s, the sidecar's", v)}
+		}
 	}
 	p := &Plan{AppID: cfg.appID, Warnings: cfg.warnings}
 	if cfg.appIDFrom != "" {
@@ -153,6 +173,19 @@ func (in *Injector) Plan(meta *metav1.ObjectMeta, spec *corev1.PodSpec, owner st
 			SizeLimit: ptr(resource.MustParse("16Mi")),
 		}},
 	}}
+	if in.opts.ControlPlaneAddress != "" {
+		// The pod's proof of identity to the control plane's CA: a token
+		// bound to this pod (the kubelet binds projected tokens to it),
+		// for the control plane's audience only.
+		p.volumes = append(p.volumes, corev1.Volume{
+			Name: tokenVolume,
+			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience: TokenAudience, ExpirationSeconds: ptr(int64(tokenExpirationSeconds)), Path: "token",
+				}}},
+			}},
+		})
+	}
 	p.labels = [][2]string{
 		{labelSidecarInjected, "true"},
 		{labelAppID, cfg.appID},
@@ -280,8 +313,10 @@ func (in *Injector) container(c *sidecarConfig) corev1.Container {
 			args = append(args, "--app-health-threshold", strconv.Itoa(*c.appHealthThreshold))
 		}
 	}
+	mounts := []corev1.VolumeMount{{Name: homeVolume, MountPath: homeDir}}
 	if in.opts.ControlPlaneAddress != "" {
-		args = append(args, "--control-plane-address", in.opts.ControlPlaneAddress)
+		args = append(args, "--control-plane-address", in.opts.ControlPlaneAddress, "--kubernetes-token-file", TokenPath)
+		mounts = append(mounts, corev1.VolumeMount{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true})
 	}
 
 	image := in.opts.Image
@@ -302,7 +337,7 @@ func (in *Injector) container(c *sidecarConfig) corev1.Container {
 		Ports:           ports,
 		Env:             in.env(c),
 		Resources:       c.resources,
-		VolumeMounts:    append([]corev1.VolumeMount{{Name: homeVolume, MountPath: homeDir}}, c.volumeMounts...),
+		VolumeMounts:    append(mounts, c.volumeMounts...),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr(true),
 			RunAsUser:                ptr(int64(65532)),

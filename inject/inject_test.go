@@ -253,7 +253,9 @@ func TestAnnotationsShapeTheContainer(t *testing.T) {
 			}
 		}},
 		{"volume mounts and a config file", map[string]string{AnnotationVolumeMounts: "cfg:/etc/skein", AnnotationConfig: "/etc/skein/config.yaml"}, func(t *testing.T, c corev1.Container) {
-			want := []corev1.VolumeMount{{Name: "skein-home", MountPath: "/var/run/skein"}, {Name: "cfg", MountPath: "/etc/skein", ReadOnly: true}}
+			want := []corev1.VolumeMount{{Name: "skein-home", MountPath: "/var/run/skein"},
+				{Name: "skein-identity-token", MountPath: "/var/run/secrets/skein.io/identity", ReadOnly: true},
+				{Name: "cfg", MountPath: "/etc/skein", ReadOnly: true}}
 			if diff := cmp.Diff(want, c.VolumeMounts); diff != "" {
 				t.Errorf("mounts (-want +got):\n%s", diff)
 			}
@@ -262,7 +264,7 @@ func TestAnnotationsShapeTheContainer(t *testing.T) {
 			}
 		}},
 		{"read-write mounts", map[string]string{AnnotationVolumeMountsRW: "cfg:/data"}, func(t *testing.T, c corev1.Container) {
-			if diff := cmp.Diff(corev1.VolumeMount{Name: "cfg", MountPath: "/data"}, c.VolumeMounts[1]); diff != "" {
+			if diff := cmp.Diff(corev1.VolumeMount{Name: "cfg", MountPath: "/data"}, c.VolumeMounts[2]); diff != "" {
 				t.Errorf("mount (-want +got):\n%s", diff)
 			}
 		}},
@@ -309,9 +311,42 @@ func TestPodChanges(t *testing.T) {
 	if diff := cmp.Diff(wantHelper, pod.Spec.Containers[1].Env); diff != "" {
 		t.Errorf("helper env (-want +got):\n%s", diff)
 	}
-	if n := len(pod.Spec.Volumes); n != 2 || pod.Spec.Volumes[1].Name != "skein-home" || pod.Spec.Volumes[1].EmptyDir == nil {
-		t.Errorf("volumes %+v: want cfg then the skein-home emptyDir", pod.Spec.Volumes)
+	if n := len(pod.Spec.Volumes); n != 3 || pod.Spec.Volumes[1].Name != "skein-home" || pod.Spec.Volumes[1].EmptyDir == nil {
+		t.Fatalf("volumes %+v: want cfg, the skein-home emptyDir, then the token", pod.Spec.Volumes)
 	}
+	// The pod's proof of identity to the control plane: a token of the
+	// control plane's audience, bound to the pod by the kubelet, mounted
+	// read-only in the sidecar alone, which is told where.
+	wantToken := corev1.Volume{Name: "skein-identity-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+			Audience: "skein.io/control-plane", ExpirationSeconds: ptr(int64(3600)), Path: "token"}}},
+	}}}
+	if diff := cmp.Diff(wantToken, pod.Spec.Volumes[2]); diff != "" {
+		t.Errorf("token volume (-want +got):\n%s", diff)
+	}
+	d := pod.Spec.Containers[len(pod.Spec.Containers)-1]
+	wantMount := corev1.VolumeMount{Name: "skein-identity-token", MountPath: "/var/run/secrets/skein.io/identity", ReadOnly: true}
+	if !slices.ContainsFunc(d.VolumeMounts, func(m corev1.VolumeMount) bool { return cmp.Equal(m, wantMount) }) {
+		t.Errorf("sidecar mounts %+v: want %+v", d.VolumeMounts, wantMount)
+	}
+	if got := flagValues(t, d.Args)["kubernetes-token-file"]; got != TokenPath || TokenPath != wantMount.MountPath+"/token" {
+		t.Errorf("--kubernetes-token-file %q, want %q in the mount", got, TokenPath)
+	}
+	for _, c := range pod.Spec.Containers[:len(pod.Spec.Containers)-1] {
+		if len(c.VolumeMounts) > 0 {
+			t.Errorf("app container %s got mounts %+v", c.Name, c.VolumeMounts)
+		}
+	}
+
+	t.Run("no control plane, no token", func(t *testing.T) {
+		opts := testOptions
+		opts.ControlPlaneAddress = ""
+		pod := testPod(nil)
+		d, _ := sidecarOf(t, newInjector(t, opts), pod)
+		if n := len(pod.Spec.Volumes); n != 2 || len(d.VolumeMounts) != 1 || slices.Contains(d.Args, "--kubernetes-token-file") {
+			t.Errorf("volumes %+v, mounts %+v, args %v: want no token without a control plane", pod.Spec.Volumes, d.VolumeMounts, d.Args)
+		}
+	})
 }
 
 // TestAppIDDefault: the pod's name, else its workload's; a warning says so.
@@ -423,6 +458,7 @@ func TestInvalidValues(t *testing.T) {
 		{"token secret", AnnotationAPITokenSecret, "Not_A_Name", nil},
 		{"mount of no volume", AnnotationVolumeMounts, "secrets:/etc/secrets", nil},
 		{"mount not absolute", AnnotationVolumeMountsRW, "cfg:etc", nil},
+		{"mount over the sidecar's token", AnnotationVolumeMounts, "cfg:/var/run/secrets/skein.io/identity", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,8 +136,8 @@ func TestWebhookInjects(t *testing.T) {
 	if diff := cmp.Diff(wantLabels, pod.Labels); diff != "" {
 		t.Errorf("labels (-want +got):\n%s", diff)
 	}
-	if n := len(pod.Spec.Volumes); n != 2 || pod.Spec.Volumes[0].Name != "kube-api-access-x2k9p" || pod.Spec.Volumes[1].Name != "skein-home" {
-		t.Errorf("volumes %+v: want the token volume, then skein-home", pod.Spec.Volumes)
+	if n := len(pod.Spec.Volumes); n != 3 || pod.Spec.Volumes[0].Name != "kube-api-access-x2k9p" || pod.Spec.Volumes[1].Name != "skein-home" || pod.Spec.Volumes[2].Name != "skein-identity-token" {
+		t.Errorf("volumes %+v: want the API token volume, then skein-home and the control plane's token", pod.Spec.Volumes)
 	}
 	if !bytes.Contains(patched, []byte(`"futureContainerField":{"kept":true}`)) {
 		t.Errorf("the patched pod lost a field the Go types do not know:\n%s", patched)

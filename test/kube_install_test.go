@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,14 +80,7 @@ func TestHelmChartOnAPIServer(t *testing.T) {
 	if err := json.Unmarshal(b, &tr); err != nil || tr.Status.Token == "" {
 		t.Fatalf("TokenRequest: %v %s", err, b)
 	}
-	admin, err := os.ReadFile(k.kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(sa, []byte(strings.Replace(string(admin), k.token, tr.Status.Token, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	sa := k.tokenKubeconfig(t, tr.Status.Token)
 	// The API server answers 429 while a new user's priority-and-fairness
 	// state settles: ask again then.
 	as := func(method, path string) (code int) {

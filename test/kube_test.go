@@ -93,8 +93,10 @@ func startKubeControlPlane(t *testing.T, k *kubeAPI, extra ...string) *controlPl
 	t.Helper()
 	m := newMesh(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	// Sidecars here get their SVIDs with the join token: pod identity by
+	// service-account token is kube_identity_test.go's.
 	p := m.start("control-plane", bin.skein, nil, append([]string{"control-plane", "--kubernetes", "--kubeconfig", k.kubeconfig,
-		"--listen-address", addr, "--join-token", xdsToken, "--svid-ttl", "1m", "--log-level", "debug"}, extra...)...)
+		"--listen-address", addr, "--join-token", xdsToken, "--allow-join-token-svids", "--svid-ttl", "1m", "--log-level", "debug"}, extra...)...)
 	waitFor(t, 30*time.Second, "control plane synced with the API server", func() bool {
 		if p.exited() {
 			t.Fatalf("control plane exited: %v\n%s", p.err, p.out)
@@ -467,7 +469,9 @@ func testKubeWebhook(t *testing.T, k *kubeAPI) {
 			"metadata": map[string]any{"name": name, "namespace": "injected", "annotations": map[string]any{
 				"dapr.io/enabled": "true", "dapr.io/app-id": "orders", "dapr.io/app-port": "8080",
 			}},
-			"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "orders:1"}}},
+			// As the ServiceAccount admission plugin (off here) sets it: the
+			// API server refuses a projected token of no service account.
+			"spec": map[string]any{"serviceAccountName": "default", "containers": []any{map[string]any{"name": "app", "image": "orders:1"}}},
 		}
 	}
 	containers := func(b []byte) []string {
@@ -496,5 +500,12 @@ func testKubeWebhook(t *testing.T, k *kubeAPI) {
 	_ = json.Unmarshal(stored, &p)
 	if p.Labels["dapr.io/sidecar-injected"] != "true" {
 		t.Errorf("stored pod's labels: %v, want dapr.io/sidecar-injected", p.Labels)
+	}
+	// The pod's proof of identity to the control plane (kube_identity_test.go).
+	if !slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
+		return v.Projected != nil && len(v.Projected.Sources) == 1 && v.Projected.Sources[0].ServiceAccountToken != nil &&
+			v.Projected.Sources[0].ServiceAccountToken.Audience == "skein.io/control-plane"
+	}) {
+		t.Errorf("stored pod's volumes: %+v, want the projected service-account token", p.Spec.Volumes)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/identity"
+	"github.com/skeinmesh/skein/inject"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
 	"github.com/skeinmesh/skein/xds/controlplane"
@@ -40,7 +41,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 		listen, configDir, td, caDir, tokenFile, logLevel string
 		tokens                                            stringList
 		svidTTL, leaseTTL                                 time.Duration
-		logJSON, kubernetes                               bool
+		logJSON, kubernetes, joinTokenSVIDs               bool
 		kubeconfig                                        string
 		ha                                                haFlags
 	)
@@ -54,6 +55,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long a registration lives without a heartbeat")
 	fs.BoolVar(&kubernetes, "kubernetes", false, "take instances and Dapr resources from the Kubernetes API server (in-cluster config, or --kubeconfig) instead of --config-dir")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --kubernetes: a kubeconfig file to reach the API server with, instead of the pod's service account")
+	fs.BoolVar(&joinTokenSVIDs, "allow-join-token-svids", false, "with --kubernetes: a join token alone also gets an SVID, for sidecars outside the cluster (whoever holds one can then get any app's SVID); without it only a pod's service-account token, checked with TokenReview, does")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&logJSON, "log-as-json", false, "log JSON lines")
 	ha.add(fs)
@@ -85,6 +87,9 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if kubeconfig != "" && !kubernetes {
 		errs = append(errs, errors.New("--kubeconfig: only with --kubernetes"))
 	}
+	if joinTokenSVIDs && !kubernetes {
+		errs = append(errs, errors.New("--allow-join-token-svids: only with --kubernetes (without it join tokens always get SVIDs)"))
+	}
 	if err := wh.check(); err != nil {
 		errs = append(errs, err)
 	}
@@ -114,7 +119,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	}
 	opts := controlplane.Options{
 		ConfigDir: configDir, TrustDomain: trust, CADir: caDir, Tokens: all, SVIDTTL: svidTTL, LeaseTTL: leaseTTL,
-		Cluster: kubernetes,
+		Cluster: kubernetes, JoinTokenSVIDs: joinTokenSVIDs,
 	}
 	var (
 		srv     *controlplane.Server
@@ -128,6 +133,7 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		opts.CA = cluster.ca
+		opts.Attester = cluster.attester
 		if cluster.elector != nil {
 			opts.Election = cluster.elector
 		}
@@ -136,6 +142,13 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "skein control-plane: %v\n", oneLine(err))
 		return 2
+	}
+	if kubernetes {
+		join := "registrations only"
+		if joinTokenSVIDs {
+			join = "registrations and SVIDs (--allow-join-token-svids)"
+		}
+		log.Info("svids for pods proven by their service-account tokens (TokenReview)", "audience", inject.TokenAudience, "join_tokens", join)
 	}
 	if len(all) == 0 {
 		log.Warn("no join token given: registrations and SVID requests will all be refused (--join-token)")
@@ -159,19 +172,21 @@ func cmdControlPlane(args []string, stdout, stderr io.Writer) int {
 }
 
 // kubeParts are the control plane's links to Kubernetes: the cluster's
-// watch, the CA Secret every replica signs from, and the leader election
-// (nil with --leader-elect=false).
+// watch, the attester that proves a sidecar's pod (TokenReview, reading
+// the watch's pods), the CA Secret every replica signs from, and the
+// leader election (nil with --leader-elect=false).
 type kubeParts struct {
-	watch   *kube.Watcher
-	store   *kube.CAStore
-	ca      *identity.CA
-	elector *kube.Elector
+	watch    *kube.Watcher
+	attester *kube.Attester
+	store    *kube.CAStore
+	ca       *identity.CA
+	elector  *kube.Elector
 }
 
 // startKube connects to the API server and checks that every watched
-// resource can be listed and the Lease read (a missing CRD or permission
-// fails the start), then loads the CA from its Secret, creating it on the
-// first start.
+// resource can be listed, a TokenReview made and the Lease read (a missing
+// CRD or permission fails the start), then loads the CA from its Secret,
+// creating it on the first start.
 func startKube(kubeconfig string, ha haFlags, td spiffeid.TrustDomain, sink func(controlplane.Cluster), log *slog.Logger) (*kubeParts, error) {
 	// client-go logs through klog; send it to our logger (klog's state
 	// is global: wiring, so it is set here).
@@ -184,9 +199,13 @@ func startKube(kubeconfig string, ha haFlags, td spiffeid.TrustDomain, sink func
 	if err != nil {
 		return nil, err
 	}
+	a, err := kube.NewAttester(cfg, w)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.Check(ctx); err != nil {
+	if err := errors.Join(w.Check(ctx), a.Check(ctx)); err != nil {
 		return nil, err
 	}
 	ns := ha.namespace
@@ -198,7 +217,7 @@ func startKube(kubeconfig string, ha haFlags, td spiffeid.TrustDomain, sink func
 		host, _ = os.Hostname()
 	}
 	replica := kube.NewIdentity(host)
-	parts := &kubeParts{watch: w}
+	parts := &kubeParts{watch: w, attester: a}
 	if ha.elect {
 		parts.elector, err = kube.NewElector(cfg, kube.ElectionConfig{
 			Namespace: ns, Name: ha.leaseName, Identity: replica,
@@ -326,14 +345,23 @@ func readTokenFile(path string) ([]string, error) {
 
 // controlPlaneFlags are a sidecar's settings for `skein control-plane`.
 type controlPlaneFlags struct {
-	address string // --control-plane-address
-	token   string // --join-token, else $SKEIN_JOIN_TOKEN
-	caFile  string // --control-plane-ca-file
+	address       string // --control-plane-address
+	token         string // --join-token, else $SKEIN_JOIN_TOKEN
+	caFile        string // --control-plane-ca-file
+	kubeTokenFile string // --kubernetes-token-file, else inject.TokenPath if it exists
 }
 
 // controlPlane returns the sidecar's control plane settings.
 func (f *sidecarFlags) controlPlane() controlPlaneFlags {
-	return controlPlaneFlags{address: f.controlPlaneAddress, token: f.joinToken, caFile: f.controlPlaneCAFile}
+	c := controlPlaneFlags{address: f.controlPlaneAddress, token: f.joinToken, caFile: f.controlPlaneCAFile, kubeTokenFile: f.kubeTokenFile}
+	if c.kubeTokenFile == "" {
+		// Where the injector mounts it: a sidecar in a pod proves its pod
+		// with no flag.
+		if _, err := os.Stat(inject.TokenPath); err == nil {
+			c.kubeTokenFile = inject.TokenPath
+		}
+	}
+	return c
 }
 
 // sidecarRegistrar is where a sidecar registers: the control plane's
@@ -342,6 +370,12 @@ func (f *sidecarFlags) controlPlane() controlPlaneFlags {
 func sidecarRegistrar(f *sidecarFlags, reg *discovery.Registry, opts proxy.Options, log *slog.Logger) (proxy.Registrar, error) {
 	cp := f.controlPlane()
 	if cp.address == "" {
+		return reg, nil
+	}
+	if cp.joinToken() == "" && cp.kubeTokenFile != "" {
+		// On Kubernetes the pod is the registration: the control plane
+		// watches it.
+		log.Info("no join token: not registering with the control plane (on Kubernetes it finds this sidecar's pod)")
 		return reg, nil
 	}
 	if cp.joinToken() == "" {

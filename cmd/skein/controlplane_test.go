@@ -33,6 +33,7 @@ func TestControlPlaneRejectsBadFlags(t *testing.T) {
 		{"kubernetes and a ca dir", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--ca-dir", "/tmp/x"}, "--ca-dir: not with --kubernetes"},
 		{"renew deadline not shorter than the lease", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--leader-elect-renew-deadline", "20s"}, "shorter than the lease duration"},
 		{"retry period not shorter than the deadline", []string{"--listen-address", "127.0.0.1:0", "--kubernetes", "--leader-elect-retry-period", "10s"}, "shorter than the renew deadline"},
+		{"join token svids without kubernetes", []string{"--listen-address", "127.0.0.1:0", "--allow-join-token-svids"}, "--allow-join-token-svids: only with --kubernetes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/skeinmesh/skein/apphealth"
 	"github.com/skeinmesh/skein/discovery"
+	"github.com/skeinmesh/skein/inject"
 	"github.com/skeinmesh/skein/overload"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
@@ -48,6 +49,7 @@ type sidecarFlags struct {
 	accessLog                             string
 	outlierConsecutive                    int
 	joinToken, controlPlaneCAFile         string
+	kubeTokenFile                         string
 	controlPlaneAddress, xdsMode          string
 	outlierBase, outlierMax               time.Duration
 	apiIdleTimeout, apiReadHeaderTimeout  time.Duration
@@ -104,6 +106,7 @@ func newSidecarFlagSet(name string, f *sidecarFlags, runMode bool) *flag.FlagSet
 	fs.StringVar(&f.controlPlaneAddress, "control-plane-address", "", "HOST:PORT of an xDS control plane (ADS over gRPC), or several comma-separated (replicas: when one fails the next is tried): routes, endpoints, resiliency and access policy come from it too (default: the Configuration's spec.controlPlane.address)")
 	fs.StringVar(&f.xdsMode, "xds-mode", "", "ADS variant: sotw (state of the world, default) or delta (incremental) (default: spec.controlPlane.mode)")
 	fs.StringVar(&f.joinToken, "join-token", "", "token for the control plane's registry and CA (default $SKEIN_JOIN_TOKEN); with --control-plane-address the SVID comes from the control plane")
+	fs.StringVar(&f.kubeTokenFile, "kubernetes-token-file", "", "the pod's projected service-account token (audience "+inject.TokenAudience+"), re-read at each SVID request: proves the pod to a control plane on Kubernetes (default "+inject.TokenPath+" when that file exists)")
 	fs.StringVar(&f.controlPlaneCAFile, "control-plane-ca-file", "", "PEM roots the control plane's certificate must chain to (empty: trust on first use, checked against the bundle it returns)")
 	fs.StringVar(&f.spiffeSocket, "spiffe-endpoint-socket", "", "SPIFFE Workload API address, e.g. unix:///run/spire/agent.sock (default $SPIFFE_ENDPOINT_SOCKET; empty: the embedded CA)")
 	fs.StringVar(&f.mode, "mode", "standalone", "standalone only")

@@ -102,7 +102,9 @@ func durationOr(s string, def time.Duration) (time.Duration, error) {
 
 // newIdentity returns the sidecar's SVID source: the SPIFFE Workload API
 // when a socket is given, else the control plane's CA with a control plane
-// address and a join token, else the embedded CA under $SKEIN_HOME/ca.
+// address and a join token or a Kubernetes service-account token (both
+// sent when both are given: each kind of control plane reads its own),
+// else the embedded CA under $SKEIN_HOME/ca.
 func newIdentity(st mtlsSettings, opts proxy.Options, socket string, cp controlPlaneFlags, home string, reg prometheus.Registerer, log *slog.Logger) (identity.Source, *identity.Metrics, error) {
 	m := identity.NewMetrics(reg, opts.AppID)
 	id, err := identity.AppID(st.trustDomain, opts.Namespace, opts.AppID)
@@ -113,13 +115,13 @@ func newIdentity(st mtlsSettings, opts proxy.Options, socket string, cp controlP
 		src, err := identity.NewWorkloadSource(context.Background(), socket, id, 30*time.Second, m, log)
 		return src, m, err
 	}
-	if cp.address != "" && cp.joinToken() != "" {
+	if cp.address != "" && (cp.joinToken() != "" || cp.kubeTokenFile != "") {
 		pinned, err := cp.pinnedBundle(st.trustDomain)
 		if err != nil {
 			return nil, nil, err
 		}
 		src, err := identity.NewControlPlaneSource(context.Background(), identity.ControlPlaneOptions{
-			Address: cp.address, Token: cp.joinToken(), Bundle: pinned,
+			Address: cp.address, Token: cp.joinToken(), KubernetesTokenFile: cp.kubeTokenFile, Bundle: pinned,
 		}, id, m, log)
 		return src, m, err
 	}

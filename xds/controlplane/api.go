@@ -69,7 +69,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT "+InstancesPath, s.authorized(s.register))
 	mux.HandleFunc("DELETE "+InstancesPath, s.authorized(s.deregister))
-	mux.HandleFunc("POST "+identity.SignPath, s.authorized(s.sign))
+	mux.HandleFunc("POST "+identity.SignPath, s.sign) // authenticates the request itself
 	mux.HandleFunc("GET "+StatusPath, s.status)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -197,8 +197,10 @@ func (s *Server) deregister(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sign issues an SVID for a CSR: 400 for a malformed request, 403 for a
-// SPIFFE ID the CA does not issue.
+// sign issues an SVID for a CSR: 400 for a malformed request, 401 without
+// an accepted credential, 403 for a SPIFFE ID the CA does not issue or
+// that the service-account token does not prove, 503 when the token could
+// not be checked.
 func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	var req identity.SignRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
@@ -208,6 +210,10 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	id, err := spiffeid.FromString(req.SPIFFEID)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("spiffeId %q: %v", req.SPIFFEID, err))
+		return
+	}
+	who, ok := s.signer(w, r, &req, id)
+	if !ok {
 		return
 	}
 	blk, _ := pem.Decode([]byte(req.CSR))
@@ -229,12 +235,61 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, err.Error())
 		return
 	}
-	s.log.Info("svid signed", "spiffe_id", id.String(), "expires", chain[0].NotAfter, "remote", r.RemoteAddr)
+	s.log.Info("svid signed", append([]any{"spiffe_id", id.String(), "expires", chain[0].NotAfter, "remote", r.RemoteAddr}, who...)...)
 	writeJSON(w, identity.SignResponse{
 		Chain:       string(identity.CertsPEM(chain...)),
 		Bundle:      string(identity.CertsPEM(s.ca.Roots()...)),
 		TrustDomain: s.TrustDomain().Name(),
 	})
+}
+
+// signer decides whether the request may have id signed, and answers it
+// when not. A service-account token, when the control plane has an
+// Attester, decides alone: a refused one is never rescued by a join token.
+// Without one, a join token decides, unless an Attester requires the
+// token. who is what the credential proved, for the log. No token is ever
+// logged.
+func (s *Server) signer(w http.ResponseWriter, r *http.Request, req *identity.SignRequest, id spiffeid.ID) (who []any, ok bool) {
+	joinOK := func() bool {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		return ok && s.tokenOK(tok)
+	}
+	switch a := s.opts.Attester; {
+	case a != nil && req.KubernetesToken != "":
+		ns, app, err := appOf(id, s.TrustDomain())
+		if err != nil {
+			s.log.Warn("svid refused", "spiffe_id", id.String(), "remote", r.RemoteAddr, "err", err)
+			writeError(w, http.StatusForbidden, err.Error())
+			return nil, false
+		}
+		wl, err := a.Attest(r.Context(), req.KubernetesToken, ns, app)
+		who = wl.logAttrs()
+		if errors.Is(err, ErrNotAttested) {
+			s.log.Warn("svid refused: the service-account token does not prove the pod runs this app",
+				append([]any{"spiffe_id", id.String(), "remote", r.RemoteAddr, "reason", err}, who...)...)
+			writeError(w, http.StatusForbidden, err.Error())
+			return nil, false
+		}
+		if err != nil {
+			s.log.Warn("svid not signed: the service-account token could not be checked",
+				append([]any{"spiffe_id", id.String(), "remote", r.RemoteAddr, "err", err}, who...)...)
+			writeError(w, http.StatusServiceUnavailable, "the service-account token could not be checked: "+err.Error())
+			return nil, false
+		}
+		return who, true
+	case a == nil || s.opts.JoinTokenSVIDs:
+		if !joinOK() {
+			s.log.Warn("request refused: join token missing or not accepted", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "join token missing or not accepted")
+			return nil, false
+		}
+		return []any{"credential", "join token"}, true
+	}
+	s.log.Warn("svid refused: no service-account token (join tokens sign only with --allow-join-token-svids)",
+		"spiffe_id", id.String(), "remote", r.RemoteAddr, "join_token", joinOK())
+	writeError(w, http.StatusUnauthorized, "a Kubernetes service-account token is required (the sidecar's --kubernetes-token-file): "+
+		"this control plane signs SVIDs only for pods it can verify, not for a join token alone")
+	return nil, false
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {

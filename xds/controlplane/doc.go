@@ -18,7 +18,11 @@
 //
 // The control plane is also the trust domain's CA, as istiod is: a sidecar
 // with a join token sends a CSR to identity.SignPath and gets its SVID and
-// the bundle (identity.ControlPlaneSource is the sidecar's side).
+// the bundle (identity.ControlPlaneSource is the sidecar's side). With an
+// Attester (Options.Attester; on Kubernetes, package kube's TokenReview of
+// the pod's projected service-account token), the token in the request
+// decides instead: only the SPIFFE ID of the app its pod runs is signed,
+// and a join token alone gets nothing unless Options.JoinTokenSVIDs.
 //
 // One listener serves everything: a connection that opens with a TLS
 // handshake gets HTTPS (ADS over gRPC by content type, the registry, the

@@ -58,8 +58,18 @@ type Options struct {
 	// Election, when set, says which replica leads; the status shows it.
 	Election Election
 	// Tokens are the join tokens sidecars present to register and to get
-	// an SVID. None means both endpoints refuse every request.
+	// an SVID. None means both endpoints refuse every request (an SVID
+	// then needs the Attester's proof).
 	Tokens []string
+	// Attester, when set, proves a sidecar's pod from the service-account
+	// token in its SignRequest (package kube: TokenReview): the CA then
+	// signs an SVID only for the app of the pod the token is bound to, and
+	// a join token alone gets none unless JoinTokenSVIDs.
+	Attester Attester
+	// JoinTokenSVIDs lets a join token alone get an SVID when an Attester
+	// is set: for sidecars outside the cluster. Whoever holds a join token
+	// can then get any app's SVID.
+	JoinTokenSVIDs bool
 	// SVIDTTL is the lifetime of issued SVIDs; 0 means DefaultSVIDTTL.
 	SVIDTTL time.Duration
 	// LeaseTTL is how long a registration lives without a heartbeat; 0

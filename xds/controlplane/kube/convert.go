@@ -25,7 +25,8 @@ const peerPortName = "dapr-internal"
 var keptAnnotations = []string{inject.AnnotationEnabled, inject.AnnotationAppID, inject.AnnotationConfig}
 
 // transformPod turns a listed or watched pod into a *corev1.Pod holding
-// only what podInstance reads: a pod without Dapr keeps its name alone.
+// only what podInstance and the Attester read: a pod without Dapr keeps
+// its name and UID alone.
 func transformPod(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -42,6 +43,8 @@ func transformPod(obj any) (any, error) {
 		return out, nil
 	}
 	out.DeletionTimestamp = p.DeletionTimestamp
+	// The Attester checks that a sidecar's token is of the pod's account.
+	out.Spec.ServiceAccountName = p.Spec.ServiceAccountName
 	out.Annotations = map[string]string{}
 	for _, k := range keptAnnotations {
 		if v, ok := p.Annotations[k]; ok {

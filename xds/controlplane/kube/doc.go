@@ -28,6 +28,12 @@
 // plane's namespace, which each replica watches and the leader alone
 // rotates (asked by the annotation skein.io/rotate, or when due).
 //
+// Attester proves a sidecar's pod for the control plane's CA: a TokenReview
+// of its projected service-account token (audience inject.TokenAudience)
+// names the pod the token is bound to, and that pod, from the pod cache,
+// must be the same pod (UID), of that service account, a Dapr pod, and
+// run the app asked for in the namespace asked for (attest.go).
+//
 // Informers run over client-go's dynamic client and tools/cache rather
 // than the typed clientset and its informer factory: those register every
 // API group's types in a scheme at package init, a cost every sidecar
