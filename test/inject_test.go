@@ -221,7 +221,14 @@ func TestWebhookInjectedSidecarRuns(t *testing.T) {
 	// A shared test machine: the fixed ports and the pod-wide addresses are
 	// rebound to free loopback ones (a later flag wins).
 	httpPort, publicPort := freePort(t), freePort(t)
+	// The projected service-account token the kubelet would mount; this
+	// control plane (not --kubernetes) ignores it and takes the join token.
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("projected-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	args := append(append([]string(nil), daprd.Args...),
+		"--kubernetes-token-file", tokenFile,
 		"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(freePort(t)),
 		"--dapr-internal-grpc-port", strconv.Itoa(freePort(t)), "--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--metrics-port", strconv.Itoa(freePort(t)), "--metrics-listen-address", "127.0.0.1",
