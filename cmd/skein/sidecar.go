@@ -16,6 +16,7 @@ import (
 
 	"github.com/skeinmesh/skein/discovery"
 	"github.com/skeinmesh/skein/internal/residency"
+	"github.com/skeinmesh/skein/internal/residency/early"
 	"github.com/skeinmesh/skein/proxy"
 	"github.com/skeinmesh/skein/telemetry"
 )
@@ -198,6 +199,7 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	// executable, much of it never used again: unmap it, and let serving
 	// fault back what it uses (internal/residency; docs/performance.md,
 	// "Memory"). This lowers VmRSS from here on, not the start-up peak.
+	early.Stop() // start-up's own releasing (internal/residency/early), then one last release
 	if n, err := residency.ReleaseImage(); err != nil {
 		log.Warn("release start-up pages", "err", err)
 	} else {

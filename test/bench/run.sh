@@ -41,6 +41,11 @@
 #   PERF [0]            1: perf record the proxies during each constant-rate phase and
 #                       print the top symbols (perturbs the CPU numbers of that run)
 #   KEEP_WORK [0]       1: keep the work directory (binaries, logs, raw JSON results)
+#   SKEIN_TMPFS [1]     1: run the skein binaries from copies on tmpfs (/dev/shm), whose
+#                       pages are 4 KiB: a freshly linked file's page-cache folios can be
+#                       large and mapped whole, which moved resident figures by 3-7 MB
+#                       between builds of the same code (docs/performance.md); 0: from the
+#                       work directory
 #   GO [go]             the go command
 # Needs Linux (/proc), Go, and haproxy (installed with apt-get when missing and
 # running as root). Everything it starts is stopped on exit, on error and on Ctrl-C.
@@ -195,6 +200,7 @@ cleanup() {
 			tail -n 20 "$f" >&2
 		done
 	fi
+	[[ -z ${SHM:-} ]] || rm -rf "$SHM"
 	# A failure keeps the work directory for its logs, unless it failed
 	# before anything was written there.
 	if [[ $KEEP_WORK == 1 || ($rc != 0 && -n $(ls -A "$WORK")) ]]; then
@@ -255,6 +261,18 @@ for s in $SCENARIOS; do
 done
 LOADGEN=$WORK/loadgen
 REPORT=$WORK/report
+# The executables' resident pages should not depend on how each got into the
+# page cache: tmpfs holds every file in 4 KiB pages (counted as RssShmem, part
+# of VmRSS like RssFile).
+if [[ ${SKEIN_TMPFS:-1} == 1 && -d /dev/shm && -w /dev/shm ]]; then
+	SHM=$(mktemp -d /dev/shm/skein-bench.XXXXXX)
+	for b in "$SKEIN" "$SKEIN_BASE"; do
+		[[ -f $b ]] && cp "$b" "$SHM/"
+	done
+	SKEIN=$SHM/skein
+	SKEIN_BASE=$SHM/skein-base
+	say "running skein from tmpfs ($SHM)"
+fi
 
 CLK_TCK=$(getconf CLK_TCK)
 DUR=$(godur "$DURATION")

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package early
+
+// Stop does nothing off Linux.
+func Stop() {}
