@@ -184,9 +184,22 @@ loop:
 	}
 	fmt.Printf("soak: report in %s\n", filepath.Join(o.out, "report.md"))
 	if len(rep.failures) > 0 {
+		// What the sidecars logged (warnings and errors) says why.
+		for _, sc := range []*sidecar{a, b} {
+			fmt.Printf("--- %s logged:\n%s\n", sc.appID, lastLines(sc.out.String(), 40))
+		}
 		return errors.New("failed:\n  " + strings.Join(rep.failures, "\n  "))
 	}
 	return nil
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // configYAML is both sidecars' Configuration: tracing of every call to the
