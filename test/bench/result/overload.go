@@ -87,18 +87,4 @@ func ReadOverload(name string) ([]Overload, error) {
 }
 
 // AppendOverload writes o as one JSON line at the end of the file name.
-func AppendOverload(name string, o Overload) error {
-	b, err := json.Marshal(o)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(b, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func AppendOverload(name string, o Overload) error { return appendJSON(name, o) }

@@ -135,8 +135,12 @@ func ReadFile(name string) ([]Phase, error) {
 
 // Append writes p as one JSON line at the end of the file name, creating
 // it if needed.
-func Append(name string, p Phase) error {
-	b, err := json.Marshal(p)
+func Append(name string, p Phase) error { return appendJSON(name, p) }
+
+// appendJSON writes v as one JSON line at the end of the file name,
+// creating it if needed.
+func appendJSON(name string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
