@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/skeinmesh/skein/proxy/h1"
 )
 
 // Defaults of the API port's connection limits (Options).
@@ -91,7 +93,8 @@ func peerHeaderBytes(apiMax int) int {
 // bytes read for a request's header block (Server.initialReadLimitSize).
 const bufioSlop = 4096
 
-// newAPIServers builds the servers of the API port: h1 serves HTTP/1.1 and
+// newAPIServers builds the servers of the API port: web serves HTTP/1.x
+// (proxy/h1's lean server: the handler on the connection's goroutine) and
 // h2 serves HTTP/2 with prior knowledge (h2c, as daprd's API port does),
 // both with handler. They share one listener through splitH2C, which
 // decides a connection's protocol on its first bytes, so that a short
@@ -101,14 +104,14 @@ const bufioSlop = 4096
 // answer until the client sent more or the header timeout passed.
 //
 // maxHeader is the largest request header block (--read-buffer-size; 0:
-// net/http's default). net/http reads up to MaxHeaderBytes+4096 bytes of it,
-// so h1 gets maxHeader-4096 and admits exactly maxHeader bytes; below
-// 4097, where MaxHeaderBytes cannot go, headerLimit enforces it. For HTTP/2
-// the limit is SETTINGS_MAX_HEADER_LIST_SIZE, in RFC 7541's units.
+// net/http's default plus the 4096 bytes net/http's server admits beyond
+// it), counted as sent: the request line, the header lines and the empty
+// line. For HTTP/2 the limit is SETTINGS_MAX_HEADER_LIST_SIZE, in RFC
+// 7541's units.
 //
 // maxIdle caps the idle keep-alive connections of both servers together
 // (idleConns; 0: DefaultAPIMaxIdleConns).
-func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Duration, maxIdle int, log *slog.Logger) (h1, h2 *http.Server) {
+func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Duration, maxIdle int, log *slog.Logger) (web *h1.Server, h2 *http.Server) {
 	if idle <= 0 {
 		idle = DefaultAPIIdleTimeout
 	}
@@ -119,24 +122,18 @@ func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Du
 	if readHeader <= 0 {
 		readHeader = DefaultAPIReadHeaderTimeout
 	}
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	var p1, p2 http.Protocols
-	p1.SetHTTP1(true)
+	var p2 http.Protocols
 	p2.SetUnencryptedHTTP2(true)
-	h1 = &http.Server{
+	web = &h1.Server{
 		Handler:           handler,
-		Protocols:         &p1,
 		ReadHeaderTimeout: readHeader,
 		IdleTimeout:       idle,
-		ErrorLog:          errLog,
+		MaxHeaderBytes:    maxHeader,
 		ConnState:         idleSet.track,
+		Log:               log,
 	}
-	switch {
-	case maxHeader > bufioSlop:
-		h1.MaxHeaderBytes = maxHeader - bufioSlop
-	case maxHeader > 0:
-		h1.MaxHeaderBytes = 1 // net/http reads at most 4097 bytes; headerLimit does the rest
-		h1.Handler = headerLimit(maxHeader, handler)
+	if maxHeader <= 0 {
+		web.MaxHeaderBytes = http.DefaultMaxHeaderBytes + bufioSlop
 	}
 	h2 = &http.Server{
 		Handler:           handler,
@@ -145,10 +142,10 @@ func newAPIServers(handler http.Handler, maxHeader int, idle, readHeader time.Du
 		IdleTimeout:       idle,
 		MaxHeaderBytes:    maxHeader, // SETTINGS_MAX_HEADER_LIST_SIZE: maxHeader+320
 		HTTP2:             h2Limits(),
-		ErrorLog:          errLog,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnState:         idleSet.track,
 	}
-	return h1, h2
+	return web, h2
 }
 
 // idleConns keeps at most max of the API port's connections idle between
@@ -205,42 +202,6 @@ func (ic *idleConns) idle() int {
 	ic.mu.Lock()
 	defer ic.mu.Unlock()
 	return ic.order.Len()
-}
-
-// headerLimit answers 431, as net/http does for larger ones, a request
-// whose header block is over max bytes, for limits below what net/http's
-// MaxHeaderBytes can express. The block is measured as written in the
-// canonical form ("Name: value" lines ending CRLF), from the parsed
-// request; net/http has already refused anything over 4097 raw bytes.
-func headerLimit(max int, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if headerSize(r) > max {
-			w.Header().Set("Connection", "close")
-			http.Error(w, "431 Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// headerSize is the size of r's request line and header lines as written
-// canonically, with the final empty line. net/http moved Host and
-// Transfer-Encoding out of r.Header; they are counted back.
-func headerSize(r *http.Request) int {
-	const crlf, sep = 2, len(": ")
-	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + crlf
-	if r.Host != "" {
-		n += len("Host") + sep + len(r.Host) + crlf
-	}
-	for _, te := range r.TransferEncoding {
-		n += len("Transfer-Encoding") + sep + len(te) + crlf
-	}
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			n += len(k) + sep + len(v) + crlf
-		}
-	}
-	return n + crlf
 }
 
 // h2Preface is the client connection preface of HTTP/2 (RFC 9113 §3.4),

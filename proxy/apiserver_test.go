@@ -3,8 +3,6 @@ package proxy
 import (
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -86,27 +84,5 @@ func TestSplitH2C(t *testing.T) {
 				t.Fatalf("h2c side read %q, %v; want %q", got, err, want)
 			}
 		})
-	}
-}
-
-func TestHeaderSize(t *testing.T) {
-	raw := "POST /v1.0/invoke/a/method/x?q=1 HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 22\r\nContent-Type: text/plain\r\n\r\n"
-	r := httptest.NewRequest(http.MethodPost, "/v1.0/invoke/a/method/x?q=1", nil)
-	r.Host = "example"
-	r.TransferEncoding = []string{"chunked"}
-	r.Header = http.Header{"X-A": {"1", "22"}, "Content-Type": {"text/plain"}}
-	if got := headerSize(r); got != len(raw) {
-		t.Errorf("headerSize = %d, want %d", got, len(raw))
-	}
-}
-
-func BenchmarkHeaderSize(b *testing.B) {
-	r := httptest.NewRequest(http.MethodPost, "/v1.0/invoke/orders/method/create", nil)
-	for _, k := range []string{"Content-Type", "Accept", "User-Agent", "Traceparent", "Content-Length", "X-Request-Id"} {
-		r.Header.Set(k, "some value of a typical length")
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = headerSize(r)
 	}
 }

@@ -183,3 +183,34 @@ func (p *peerTransports) closeIdle() {
 		t.CloseIdleConnections()
 	}
 }
+
+// splitALPN divides a listener of TLS connections, handshakes done, between
+// the peer port's HTTP/1.1 server (h1) and its HTTP/2 server (h2), by the
+// protocol each connection negotiated. Closing h1 closes ln; closing h2
+// stops hand-overs.
+func splitALPN(ln net.Listener) (h1, h2 net.Listener) {
+	q := &connQueue{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	return &alpnListener{Listener: ln, h2: q}, q
+}
+
+// alpnListener is the HTTP/1.1 side of splitALPN.
+type alpnListener struct {
+	net.Listener
+	h2 *connQueue
+}
+
+func (l *alpnListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := c.(*tls.Conn)
+		if !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
+			return c, nil
+		}
+		if !l.h2.put(c) {
+			_ = c.Close()
+		}
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skeinmesh/skein/proxy/h1"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -164,16 +166,17 @@ type Sidecar struct {
 	inbound      http.Handler // the call's steps of peerHandler, without the connection's (tests)
 	toApp        http.Handler // local behind spec.appHttpPipeline: calls from peers and self-invocation
 
-	apiLns                []net.Listener
-	grpcLns               []net.Listener // --dapr-grpc-port, on every listen address
-	grpcSrv               *daprgrpc.Server
-	grpcMetrics           *daprgrpc.Metrics
-	peerLn, metricsLn     net.Listener
-	peerUDP               net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
-	apiSrv, peerSrv, mSrv *http.Server
-	publicLn              net.Listener // --dapr-public-port; nil: none
-	publicSrv             *http.Server
-	apiH2Srv              *http.Server // h2c on the API port (apiserver.go)
+	apiLns            []net.Listener
+	grpcLns           []net.Listener // --dapr-grpc-port, on every listen address
+	grpcSrv           *daprgrpc.Server
+	grpcMetrics       *daprgrpc.Metrics
+	peerLn, metricsLn net.Listener
+	peerUDP           net.PacketConn // HTTP/3; nil without mTLS or when the UDP port is taken
+	apiSrv, peerH1Srv *h1.Server     // HTTP/1.x of the API and peer ports
+	peerSrv, mSrv     *http.Server   // peerSrv: HTTP/2 (h2 or h2c) of the peer port
+	publicLn          net.Listener   // --dapr-public-port; nil: none
+	publicSrv         *http.Server
+	apiH2Srv          *http.Server // h2c on the API port (apiserver.go)
 
 	ready         atomic.Bool
 	draining      atomic.Bool // stopping: HTTP/1.1 answers close their connections (drain.go)
@@ -450,20 +453,39 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	// HTTP/1.1 and h2c on the API port, as daprd; one listener, split by
 	// the first bytes of each connection.
 	s.apiSrv, s.apiH2Srv = newAPIServers(s.apiHandler, s.opts.MaxHeaderBytes, s.opts.APIIdleTimeout, s.opts.APIReadHeaderTimeout, s.opts.APIMaxIdleConns, s.log)
+	// The peer port: HTTP/1.1 on proxy/h1's lean server (the default peer
+	// transport: keep-alive HTTP/1.1, the handler on the connection's
+	// goroutine), HTTP/2 on net/http's; a connection goes to one by its
+	// ALPN protocol (mTLS) or its first bytes (cleartext, h2c with prior
+	// knowledge).
 	var p2 http.Protocols
-	peerLn := s.peerLn
-	p2.SetHTTP1(true) // the default peer transport: keep-alive HTTP/1.1, its handler on the connection's goroutine
+	var peerH1Ln, peerH2Ln net.Listener
 	tcpTransport := "cleartext"
 	if s.opts.Identity != nil {
 		// mTLS, TLS 1.3 only; refused handshakes are logged and counted.
 		p2.SetHTTP2(true)
 		tcpTransport = "tls"
-		peerLn = identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2", "http/1.1"), func(reason string, remote net.Addr, err error) {
+		peerH1Ln, peerH2Ln = splitALPN(identity.NewListener(s.peerLn, identity.ServerConfig(s.opts.Identity, "h2", "http/1.1"), func(reason string, remote net.Addr, err error) {
 			s.opts.IdentityMetrics.HandshakeFailed("server", reason)
 			s.log.Warn("peer handshake refused", "remote", remote.String(), "reason", reason, "err", err)
-		})
+		}))
 	} else {
 		p2.SetUnencryptedHTTP2(true)
+		peerH1Ln, peerH2Ln = splitH2C(s.peerLn)
+	}
+	countConn := func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.peerConn.WithLabelValues(peerConnTransport(c, tcpTransport)).Inc()
+		}
+	}
+	s.peerH1Srv = &h1.Server{
+		Handler:           s.peerHandler,
+		ConnContext:       identity.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       peerIdleTimeout,
+		MaxHeaderBytes:    peerHeaderBytes(s.opts.MaxHeaderBytes) + bufioSlop, // what net/http's server admitted
+		ConnState:         countConn,
+		Log:               s.log,
 	}
 	s.peerSrv = &http.Server{
 		Handler:           s.peerHandler,
@@ -471,18 +493,14 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		ConnContext:       identity.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       peerIdleTimeout,
-		MaxHeaderBytes:    peerHeaderBytes(s.opts.MaxHeaderBytes), // HTTP/1.1 and HTTP/2 alike
-		HTTP2:             h2Limits(),                             // streams, HPACK tables, frame size, windows (apiserver.go)
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				s.peerConn.WithLabelValues(peerConnTransport(c, tcpTransport)).Inc()
-			}
-		},
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		MaxHeaderBytes:    peerHeaderBytes(s.opts.MaxHeaderBytes),
+		HTTP2:             h2Limits(), // streams, HPACK tables, frame size, windows (apiserver.go)
+		ConnState:         countConn,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 2*len(s.apiLns)+len(s.grpcLns)+3)
-	serve := func(srv *http.Server, ln net.Listener) {
+	serve := func(srv interface{ Serve(net.Listener) error }, ln net.Listener) {
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -490,11 +508,12 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		})
 	}
 	for _, ln := range s.apiLns {
-		h1, h2 := splitH2C(ln)
-		serve(s.apiSrv, h1)
-		serve(s.apiH2Srv, h2)
+		web, h2c := splitH2C(ln)
+		serve(s.apiSrv, web)
+		serve(s.apiH2Srv, h2c)
 	}
-	serve(s.peerSrv, peerLn)
+	serve(s.peerH1Srv, peerH1Ln)
+	serve(s.peerSrv, peerH2Ln)
 	for _, ln := range s.grpcLns {
 		wg.Go(func() {
 			if err := s.grpcSrv.Serve(ln); err != nil {
@@ -565,8 +584,19 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	sctx, cancel := context.WithDeadline(context.Background(), stopping.Add(s.opts.GracePeriod))
 	defer cancel()
 	var shut sync.WaitGroup
-	for _, srv := range []*http.Server{s.apiSrv, s.apiH2Srv, s.peerSrv, s.mSrv, s.publicSrv} {
-		if srv != nil {
+	type server interface {
+		Shutdown(context.Context) error
+		Close() error
+	}
+	servers := []server{s.apiSrv, s.peerH1Srv, s.apiH2Srv, s.peerSrv}
+	if s.mSrv != nil {
+		servers = append(servers, s.mSrv)
+	}
+	if s.publicSrv != nil {
+		servers = append(servers, s.publicSrv)
+	}
+	for _, srv := range servers {
+		{
 			shut.Go(func() {
 				if err := srv.Shutdown(sctx); err != nil {
 					s.log.Warn("shutdown incomplete", "err", err)

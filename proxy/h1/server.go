@@ -1,0 +1,1081 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// DefaultMaxHeaderBytes is the largest request line and header block a
+// Server reads when MaxHeaderBytes is 0, net/http's default.
+const DefaultMaxHeaderBytes = http.DefaultMaxHeaderBytes
+
+// WatchDelay is about how long a request runs before its Server starts
+// watching the connection for the client going away (between WatchDelay
+// and twice that). net/http watches from the start of every request with a
+// goroutine reading the connection, which costs a goroutine hand-off each
+// way per request (about 40 % of a minimal server's CPU, measured), and a
+// timer per request costs a wake-up of the network poller each (half as
+// much again). Instead one goroutine per Server, running only while
+// requests are, looks every WatchDelay for requests older than that. A
+// call shorter than WatchDelay has finished before a client's departure
+// could change anything; a longer one learns of it within 2×WatchDelay.
+const WatchDelay = 50 * time.Millisecond
+
+// maxDiscard is how much of a request body its handler left unread the
+// Server reads and drops to keep the connection; with more left, it closes
+// the connection (net/http's rule and figure).
+const maxDiscard = 256 << 10
+
+// pendingMax is how much of a response body is held before the head is
+// written: a handler that returns having written at most this much gets a
+// Content-Length instead of chunked encoding (net/http holds 2 KiB).
+const pendingMax = 4 << 10
+
+// Server serves HTTP/1.0 and HTTP/1.1 connections with an http.Handler,
+// running the handler on the connection's goroutine. See the package
+// documentation for what it does differently from net/http's server; the
+// request parsing is net/http's own (http.ReadRequest), plus the checks
+// net/http's server makes on top of it.
+//
+// The exported fields are read when a connection is accepted; set them
+// before Serve.
+type Server struct {
+	Handler http.Handler
+
+	// ReadHeaderTimeout bounds reading a request's line and header block,
+	// IdleTimeout the wait for the next request on a kept-alive
+	// connection (0: ReadHeaderTimeout). 0 and 0: no limits.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+
+	// MaxHeaderBytes is the largest request line plus header block, in
+	// bytes as sent, the final empty line included; a larger one is
+	// answered 431 and the connection closed. 0: DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+
+	// ConnState, when set, is called as net/http's Server calls its own
+	// (StateNew, StateActive, StateIdle, StateHijacked, StateClosed).
+	ConnState func(net.Conn, http.ConnState)
+
+	// ConnContext, when set, derives a connection's base context, as
+	// net/http's Server.ConnContext.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+
+	// Log receives panics other than http.ErrAbortHandler (ERROR) and
+	// refused requests (DEBUG); nil: slog.Default().
+	Log *slog.Logger
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	conns      map[*serverConn]struct{}
+	inShutdown atomic.Bool
+	scanning   atomic.Bool // scan runs
+	date       atomic.Pointer[dateLine]
+}
+
+// ErrServerClosed is what Serve returns after Shutdown or Close, as
+// net/http's.
+var ErrServerClosed = http.ErrServerClosed
+
+// Serve accepts connections on ln and serves each on its own goroutine
+// until ln fails or the server is shut down.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(&ln, true) {
+		return ErrServerClosed
+	}
+	defer s.track(&ln, false)
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		go s.ServeConn(c)
+	}
+}
+
+func (s *Server) track(ln *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.listeners, ln)
+		return true
+	}
+	if s.inShutdown.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = map[*net.Listener]struct{}{}
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+// Shutdown stops accepting, closes idle connections, and waits for the
+// others to finish their request (each closes after its answer) or for
+// ctx to end, whose error it then returns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.inShutdown.Store(true)
+	s.closeListeners()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close stops accepting and closes every connection at once.
+func (s *Server) Close() error {
+	s.inShutdown.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		_ = c.rwc.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		_ = (*ln).Close()
+	}
+}
+
+// closeIdle closes the connections waiting for a request; true when none
+// is left at all.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if st := http.ConnState(c.state.Load()); st == http.StateIdle || st == http.StateNew {
+			_ = c.rwc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) setConn(c *serverConn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.conns == nil {
+			s.conns = map[*serverConn]struct{}{}
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// dateLine is the Date header line of one second.
+type dateLine struct {
+	sec  int64
+	line []byte
+}
+
+// dateHeader returns "Date: ...\r\n" for now, formatted once a second.
+func (s *Server) dateHeader(now time.Time) []byte {
+	sec := now.Unix()
+	if d := s.date.Load(); d != nil && d.sec == sec {
+		return d.line
+	}
+	line := append([]byte("Date: "), now.UTC().AppendFormat(nil, http.TimeFormat)...)
+	line = append(line, "\r\n"...)
+	s.date.Store(&dateLine{sec: sec, line: line})
+	return line
+}
+
+// ServeConn serves c until it closes, fails, or is hijacked; Serve calls
+// it for every connection it accepts.
+func (s *Server) ServeConn(rwc net.Conn) {
+	c := &serverConn{srv: s, rwc: rwc}
+	c.state.Store(int32(http.StateNew))
+	s.setConn(c, true)
+	if s.ConnState != nil {
+		s.ConnState(rwc, http.StateNew)
+	}
+	c.serve()
+}
+
+// watch states of a serverConn.
+const (
+	watchOff      = iota // not watching
+	watchArmed           // a request runs; the Server's scan will start the watch
+	watchStarting        // the scan has started a goroutine to watch
+	watchReading         // that goroutine reads the connection
+)
+
+// serverConn is one connection a Server serves.
+type serverConn struct {
+	srv      *Server
+	rwc      net.Conn
+	state    atomic.Int32 // http.ConnState
+	tls      *tls.ConnectionState
+	ctx      context.Context // ConnContext's, never cancelled
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	cr       connReader
+	hijacked bool
+
+	// The client-gone watch (WatchDelay).
+	wmu     sync.Mutex
+	wcond   sync.Cond
+	wstate  int
+	armedAt int64              // when the running request started, Unix ns
+	wending bool               // endWatch waits for the watch to end
+	cancel  context.CancelFunc // the running request's
+	body    *bodyReader        // the running request's
+	gone    bool               // the watch saw the client leave
+	scratch [64]byte
+	pendBuf []byte // held response body (pendingMax), reused
+	capture []byte // the bytes of the request head being read
+	headBuf []byte // serialised response header lines, reused
+}
+
+// connReader is what a conn's bufio.Reader reads: the connection, with
+// the header block's limit and the byte the watch may have read.
+type connReader struct {
+	c       *serverConn
+	limited bool
+	remain  int64
+	hit     bool
+	held    bool
+	b       [1]byte
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.limited {
+		if r.remain <= 0 {
+			r.hit = true
+			return 0, io.EOF
+		}
+		if int64(len(p)) > r.remain {
+			p = p[:r.remain]
+		}
+	}
+	var n int
+	var err error
+	if r.held {
+		p[0], r.held, n = r.b[0], false, 1
+	} else {
+		n, err = r.c.rwc.Read(p)
+	}
+	if r.limited {
+		r.c.capture = append(r.c.capture, p[:n]...) // the head, for checkRequest
+	}
+	r.remain -= int64(n)
+	return n, err
+}
+
+func (c *serverConn) setState(st http.ConnState) {
+	c.state.Store(int32(st))
+	if c.srv.ConnState != nil {
+		c.srv.ConnState(c.rwc, st)
+	}
+}
+
+func (c *serverConn) serve() {
+	s := c.srv
+	defer func() {
+		if v := recover(); v != nil && v != http.ErrAbortHandler { //nolint:errorlint // ErrAbortHandler is a sentinel value
+			buf := make([]byte, 16<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.log().Error("panic serving http/1.1", "remote", c.rwc.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(buf))
+		}
+		if c.hijacked {
+			return
+		}
+		_ = c.rwc.Close()
+		s.setConn(c, false)
+		if s.ConnState != nil {
+			s.ConnState(c.rwc, http.StateClosed)
+		}
+	}()
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		c.tls = &cs
+	}
+	c.ctx = context.Background()
+	if s.ConnContext != nil {
+		c.ctx = s.ConnContext(c.ctx, c.rwc)
+	}
+	c.cr.c = c
+	c.br = bufio.NewReaderSize(&c.cr, 4<<10)
+	c.bw = bufio.NewWriterSize(c.rwc, 4<<10)
+	c.wcond.L = &c.wmu
+	maxHeader := int64(s.MaxHeaderBytes)
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	idle := s.IdleTimeout
+	if idle == 0 {
+		idle = s.ReadHeaderTimeout
+	}
+	first := true
+	for {
+		// Wait for the next request (idle), then read its head.
+		if !first && c.br.Buffered() == 0 {
+			if idle > 0 {
+				_ = c.rwc.SetReadDeadline(time.Now().Add(idle))
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if s.ReadHeaderTimeout > 0 {
+			_ = c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+		} else if !first && idle > 0 {
+			_ = c.rwc.SetReadDeadline(time.Time{})
+		}
+		buffered, _ := c.br.Peek(c.br.Buffered())
+		c.capture = append(c.capture[:0], buffered...)
+		c.cr.limited, c.cr.remain, c.cr.hit = true, maxHeader-int64(len(buffered)), false
+		req, err := http.ReadRequest(c.br)
+		c.cr.limited = false
+		if cap(c.capture) > 16<<10 {
+			c.capture = nil // a large head once: do not keep its buffer
+		}
+		if s.ReadHeaderTimeout > 0 {
+			_ = c.rwc.SetReadDeadline(time.Time{})
+		}
+		if err != nil {
+			c.refuse(err, first)
+			return
+		}
+		first = false
+		if s.inShutdown.Load() {
+			req.Close = true
+		}
+		if code, reason := checkRequest(req, c.capture); code != 0 {
+			c.setState(http.StateActive)
+			c.writeError(code, reason)
+			return
+		}
+		c.setState(http.StateActive)
+		if !c.serveRequest(req) || c.hijacked {
+			return
+		}
+		if s.inShutdown.Load() {
+			return
+		}
+		c.setState(http.StateIdle)
+	}
+}
+
+// refuse answers a request head that could not be read, as net/http does:
+// silence for a connection closed or timed out between requests, 431 for a
+// head over the limit, 400 with the reason otherwise.
+func (c *serverConn) refuse(err error, first bool) {
+	switch {
+	case c.cr.hit:
+		c.setState(http.StateActive)
+		c.writeError(http.StatusRequestHeaderFieldsTooLarge, "")
+		return
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return // the connection failed: nobody to answer
+	}
+	c.setState(http.StateActive)
+	if strings.Contains(err.Error(), "unsupported protocol version") {
+		c.writeError(http.StatusHTTPVersionNotSupported, "unsupported protocol version")
+		return
+	}
+	c.srv.log().Debug("bad http/1.1 request", "remote", c.rwc.RemoteAddr().String(), "err", err)
+	c.writeError(http.StatusBadRequest, err.Error())
+}
+
+// checkRequest makes net/http's server's checks on a parsed request head
+// (head: its bytes as read, http.ReadRequest having folded the Host
+// header lines into req.Host): a status and reason to refuse it with, or 0.
+func checkRequest(req *http.Request, head []byte) (int, string) {
+	if req.ProtoMajor != 1 {
+		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
+	}
+	switch hosts := countHost(head); {
+	case req.ProtoAtLeast(1, 1) && hosts == 0 && req.Method != http.MethodConnect:
+		return http.StatusBadRequest, "missing required Host header"
+	case hosts > 1:
+		return http.StatusBadRequest, "too many Host headers"
+	case hosts == 1 && !httpguts.ValidHostHeader(req.Host):
+		return http.StatusBadRequest, "malformed Host header"
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return http.StatusBadRequest, "invalid header name"
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return http.StatusBadRequest, "invalid header value"
+			}
+		}
+	}
+	return 0, ""
+}
+
+// countHost counts the Host lines of a request head, up to its end.
+func countHost(head []byte) int {
+	n := 0
+	first := true
+	for len(head) > 0 {
+		i := bytes.IndexByte(head, '\n')
+		if i < 0 {
+			break
+		}
+		line := head[:i]
+		head = head[i+1:]
+		if first {
+			first = false // the request line
+			continue
+		}
+		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
+			break
+		}
+		if len(line) >= 5 && line[4] == ':' && (line[0]|0x20) == 'h' && (line[1]|0x20) == 'o' && (line[2]|0x20) == 's' && (line[3]|0x20) == 't' {
+			n++
+		}
+	}
+	return n
+}
+
+// rstAvoidanceDelay is how long a connection closing after an error
+// answer stays open once its writing side is shut, so that the client
+// reads the answer before unread bytes turn the close into a reset
+// (net/http's figure).
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// writeError answers code with reason in a plain-text body and the
+// connection closing, as net/http answers requests it refuses.
+func (c *serverConn) writeError(code int, reason string) {
+	text := strconv.Itoa(code) + " " + http.StatusText(code)
+	body := text
+	if reason != "" {
+		body += ": " + reason
+	}
+	_ = c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c.rwc, "HTTP/1.1 "+text+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	// Let the client read the answer before the connection goes (net/http's
+	// closeWriteAndWait).
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		time.Sleep(rstAvoidanceDelay)
+	}
+}
+
+// serveRequest runs the handler for req and finishes its response; false
+// when the connection must close afterwards.
+func (c *serverConn) serveRequest(req *http.Request) (keep bool) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	req = req.WithContext(ctx)
+	req.RemoteAddr = c.rwc.RemoteAddr().String()
+	req.TLS = c.tls
+	w := &response{c: c, req: req, status: 0, cl: -1}
+	w.header = make(http.Header)
+	w.keep = !req.Close
+	w.head = c.headBuf[:0]
+	w.pend = c.pendBuf[:0]
+	if req.Body != http.NoBody && req.Body != nil {
+		w.body = bodyReader{rc: req.Body, w: w}
+		if ex, ok := req.Header["Expect"]; ok {
+			if len(ex) == 1 && strings.EqualFold(ex[0], "100-continue") && req.ProtoAtLeast(1, 1) {
+				w.body.expect = true
+				delete(req.Header, "Expect")
+			} else {
+				cancel()
+				c.writeError(http.StatusExpectationFailed, "")
+				return false
+			}
+		}
+		req.Body = &w.body
+	} else {
+		w.body.eof = true
+		w.body.eofFlag.Store(true)
+		if ex, ok := req.Header["Expect"]; ok && !(len(ex) == 1 && strings.EqualFold(ex[0], "100-continue")) {
+			cancel()
+			c.writeError(http.StatusExpectationFailed, "")
+			return false
+		}
+		delete(req.Header, "Expect")
+	}
+	c.armWatch(cancel, &w.body)
+	aborted := true
+	defer func() {
+		c.endWatch()
+		cancel()
+		if aborted {
+			// A panic (http.ErrAbortHandler or another): the response is
+			// cut short; serve's recover closes the connection.
+			c.headBuf, c.pendBuf = w.head[:0], w.pend[:0]
+		}
+	}()
+	c.srv.Handler.ServeHTTP(w, req)
+	aborted = false
+	if c.hijacked {
+		return false
+	}
+	keep = w.finish()
+	c.headBuf, c.pendBuf = w.head[:0], w.pend[:0]
+	if c.gone {
+		return false
+	}
+	return keep && c.discardBody(w)
+}
+
+// discardBody reads what the handler left of the request body, up to
+// maxDiscard; false when the connection cannot be reused.
+func (c *serverConn) discardBody(w *response) bool {
+	b := &w.body
+	if b.eof {
+		return true
+	}
+	if b.expect && !b.continued {
+		return false // the client waits for a 100 it will not get
+	}
+	if t := c.srv.ReadHeaderTimeout; t > 0 {
+		_ = c.rwc.SetReadDeadline(time.Now().Add(t))
+		defer func() { _ = c.rwc.SetReadDeadline(time.Time{}) }()
+	}
+	n, err := io.CopyN(io.Discard, b.rc, maxDiscard+1)
+	return n <= maxDiscard && err == io.EOF //nolint:errorlint // io.CopyN returns io.EOF itself
+}
+
+// armWatch marks a request as running, for the Server's scan.
+func (c *serverConn) armWatch(cancel context.CancelFunc, body *bodyReader) {
+	now := time.Now().UnixNano()
+	c.wmu.Lock()
+	c.cancel, c.body, c.wstate, c.armedAt = cancel, body, watchArmed, now
+	c.wmu.Unlock()
+	s := c.srv
+	if !s.scanning.Load() && s.scanning.CompareAndSwap(false, true) {
+		go s.scan()
+	}
+}
+
+// scan runs while requests do: every WatchDelay it starts the watch of
+// each request that has run for WatchDelay.
+func (s *Server) scan() {
+	var due []*serverConn
+	for {
+		time.Sleep(WatchDelay)
+		now := time.Now().UnixNano()
+		active := 0
+		due = due[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			if http.ConnState(c.state.Load()) == http.StateActive {
+				active++
+				due = append(due, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range due {
+			c.wmu.Lock()
+			if c.wstate == watchArmed && now-c.armedAt >= int64(WatchDelay) && c.body.eofSeen() {
+				c.wstate = watchStarting
+				go c.startWatch()
+			}
+			c.wmu.Unlock()
+		}
+		clear(due)
+		if active > 0 {
+			continue
+		}
+		s.scanning.Store(false)
+		// A request that began meanwhile saw scanning set and started
+		// no scan: look once more.
+		s.mu.Lock()
+		for c := range s.conns {
+			if http.ConnState(c.state.Load()) == http.StateActive {
+				active++
+			}
+		}
+		s.mu.Unlock()
+		if active == 0 || !s.scanning.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// startWatch reads the connection while the request runs: a failed read
+// (the client closed it) cancels the request; a byte read (the client's
+// next request) is kept for the next read.
+func (c *serverConn) startWatch() {
+	c.wmu.Lock()
+	if c.wstate != watchStarting {
+		c.wmu.Unlock()
+		return
+	}
+	if c.wending || c.br.Buffered() > 0 || c.cr.held {
+		// The request has ended, or the client already sent its next one.
+		c.wstate = watchOff
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+		return
+	}
+	c.wstate = watchReading
+	cancel := c.cancel
+	c.wmu.Unlock()
+	n, err := c.rwc.Read(c.cr.b[:])
+	c.wmu.Lock()
+	if n == 1 {
+		c.cr.held = true
+	} else if err != nil {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			c.gone = true
+			cancel()
+		}
+	}
+	c.wstate = watchOff
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
+}
+
+// endWatch stops a request's watch and waits for its read to end.
+func (c *serverConn) endWatch() {
+	c.wmu.Lock()
+	c.wending = true
+	interrupted := false
+	for c.wstate == watchStarting || c.wstate == watchReading {
+		if c.wstate == watchReading && !interrupted {
+			_ = c.rwc.SetReadDeadline(aLongTimeAgo)
+			interrupted = true
+		}
+		c.wcond.Wait()
+	}
+	if interrupted {
+		_ = c.rwc.SetReadDeadline(time.Time{})
+	}
+	c.wstate, c.cancel, c.body, c.wending = watchOff, nil, nil, false
+	c.wmu.Unlock()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// bodyReader is a request's body as its handler sees it: it sends the
+// 100 Continue a client waits for, and records the end.
+type bodyReader struct {
+	rc        io.ReadCloser
+	w         *response
+	expect    bool // the client waits for 100 Continue
+	continued bool
+	eof       bool
+	eofFlag   atomic.Bool // eof, for the watch's goroutine
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.expect && !b.continued {
+		b.continued = true
+		if !b.w.committed {
+			_, _ = b.w.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			_ = b.w.c.bw.Flush()
+		}
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		b.eofFlag.Store(true)
+	}
+	return n, err
+}
+
+// Close leaves the rest of the body to the server (discardBody).
+func (b *bodyReader) Close() error { return nil }
+
+func (b *bodyReader) eofSeen() bool { return b == nil || b.eofFlag.Load() || b.rc == nil }
+
+// response is the http.ResponseWriter of one request.
+type response struct {
+	c      *serverConn
+	req    *http.Request
+	header http.Header
+	body   bodyReader
+
+	status    int   // 0 until WriteHeader
+	cl        int64 // declared Content-Length, -1 if none
+	written   int64 // body bytes accepted
+	head      []byte
+	pend      []byte   // body held before the head is committed
+	trailers  []string // declared in the Trailer header
+	hasDate   bool
+	closeReq  bool // the handler's Connection: close
+	committed bool // the head is in c.bw
+	chunked   bool
+	keep      bool // the connection may serve another request
+	noBody    bool // HEAD, 1xx, 204, 304
+	finished  bool
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+// WriteHeader records the status and serialises the header lines; the head
+// is committed at the first flush, when the held body overflows, or when
+// the handler returns. An informational status (1xx but 101) is written at
+// once.
+func (w *response) WriteHeader(code int) {
+	if w.status != 0 || w.c.hijacked {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		bw := w.c.bw
+		w.writeStatus(code)
+		w.head = appendHeaders(w.head[:0], w.header, nil)
+		_, _ = bw.Write(w.head)
+		_, _ = bw.WriteString("\r\n")
+		_ = bw.Flush()
+		w.head = w.head[:0]
+		return
+	}
+	w.status = code
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+	h := w.header
+	if v, ok := h["Content-Length"]; ok {
+		if len(v) == 1 {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64); err == nil && n >= 0 {
+				w.cl = n
+			}
+		}
+	}
+	if v, ok := h["Connection"]; ok {
+		for _, s := range v {
+			if httpguts.HeaderValuesContainsToken([]string{s}, "close") {
+				w.closeReq = true
+			}
+		}
+	}
+	if v, ok := h["Trailer"]; ok {
+		w.trailers = w.trailers[:0]
+		for _, s := range v {
+			for _, k := range strings.Split(s, ",") {
+				if k = http.CanonicalHeaderKey(textTrim(k)); k != "" {
+					w.trailers = append(w.trailers, k)
+				}
+			}
+		}
+	}
+	_, w.hasDate = h["Date"]
+	w.head = appendHeaders(w.head[:0], h, w.trailers)
+}
+
+func textTrim(s string) string { return strings.Trim(s, " \t") }
+
+func bodyAllowed(code int) bool {
+	return !(code >= 100 && code <= 199 || code == http.StatusNoContent || code == http.StatusNotModified)
+}
+
+// appendHeaders appends h's lines but those the server writes itself and
+// the trailers, with CR and LF in values turned to spaces.
+func appendHeaders(b []byte, h http.Header, trailers []string) []byte {
+	for k, vv := range h {
+		switch k {
+		case "Content-Length", "Transfer-Encoding":
+			continue
+		}
+		if strings.HasPrefix(k, http.TrailerPrefix) || contains(trailers, k) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendValue(b, v)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
+}
+
+func appendValue(b []byte, v string) []byte {
+	v = textTrim(v)
+	if !strings.ContainsAny(v, "\r\n") {
+		return append(b, v...)
+	}
+	for i := 0; i < len(v); i++ {
+		ch := v[i]
+		if ch == '\r' || ch == '\n' {
+			ch = ' '
+		}
+		b = append(b, ch)
+	}
+	return b
+}
+
+func contains(list []string, k string) bool {
+	for _, s := range list {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *response) writeStatus(code int) {
+	bw := w.c.bw
+	_, _ = bw.WriteString("HTTP/1.1 ")
+	_, _ = bw.Write(strconv.AppendInt(w.c.scratch[:0], int64(code), 10))
+	_ = bw.WriteByte(' ')
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	_, _ = bw.WriteString(text)
+	_, _ = bw.WriteString("\r\n")
+}
+
+// commit writes the head to c.bw; final when the handler has returned, so
+// that the held body's length is the whole length.
+func (w *response) commit(final bool) {
+	if w.committed {
+		return
+	}
+	w.committed = true
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	c, bw := w.c, w.c.bw
+	w.writeStatus(w.status)
+	_, _ = bw.Write(w.head)
+	switch {
+	case w.status == http.StatusSwitchingProtocols:
+		// framing is the upgraded protocol's
+	case w.cl >= 0:
+		if bodyAllowed(w.status) {
+			_, _ = bw.WriteString("Content-Length: ")
+			_, _ = bw.Write(strconv.AppendInt(c.scratch[:0], w.cl, 10))
+			_, _ = bw.WriteString("\r\n")
+		}
+	case w.noBody:
+	case final && len(w.trailers) == 0:
+		w.cl = int64(len(w.pend))
+		_, _ = bw.WriteString("Content-Length: ")
+		_, _ = bw.Write(strconv.AppendInt(c.scratch[:0], w.cl, 10))
+		_, _ = bw.WriteString("\r\n")
+	case w.req.ProtoAtLeast(1, 1):
+		w.chunked = true
+		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+	default:
+		w.keep = false // HTTP/1.0: the end of the body is the end of the connection
+	}
+	if w.closeReq || c.srv.inShutdown.Load() {
+		w.keep = false
+	}
+	if w.status != http.StatusSwitchingProtocols {
+		switch {
+		case !w.keep && !w.closeReq:
+			_, _ = bw.WriteString("Connection: close\r\n")
+		case w.keep && !w.req.ProtoAtLeast(1, 1):
+			_, _ = bw.WriteString("Connection: keep-alive\r\n")
+		}
+	}
+	if !w.hasDate {
+		_, _ = bw.Write(c.srv.dateHeader(time.Now()))
+	}
+	_, _ = bw.WriteString("\r\n")
+	if len(w.pend) > 0 {
+		p := w.pend
+		w.pend = w.pend[:0]
+		w.writeBody(p)
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.c.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	if !w.committed {
+		if len(w.pend)+len(p) <= pendingMax {
+			w.pend = append(w.pend, p...)
+			return len(p), nil
+		}
+		w.commit(false)
+	}
+	return w.writeBody(p)
+}
+
+func (w *response) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	// Small strings (error bodies, JSON) are copied into the held body.
+	if !w.committed && !w.noBody && len(w.pend)+len(s) <= pendingMax && (w.cl < 0 || w.written+int64(len(s)) <= w.cl) && !w.c.hijacked {
+		w.pend = append(w.pend, s...)
+		w.written += int64(len(s))
+		return len(s), nil
+	}
+	return w.Write([]byte(s))
+}
+
+// writeBody writes p with the response's framing.
+func (w *response) writeBody(p []byte) (int, error) {
+	bw := w.c.bw
+	if w.chunked {
+		_, _ = bw.Write(strconv.AppendInt(w.c.scratch[:0], int64(len(p)), 16))
+		_, _ = bw.WriteString("\r\n")
+		n, err := bw.Write(p)
+		if err != nil {
+			return n, err
+		}
+		_, err = bw.WriteString("\r\n")
+		return n, err
+	}
+	return bw.Write(p)
+}
+
+// Flush sends the head and the body written so far.
+func (w *response) Flush() {
+	_ = w.FlushError()
+}
+
+// FlushError is Flush reporting a failed write (http.ResponseController).
+func (w *response) FlushError() error {
+	if w.c.hijacked {
+		return http.ErrHijacked
+	}
+	w.commit(false)
+	return w.c.bw.Flush()
+}
+
+// finish completes the response after the handler returned; true when the
+// connection may serve another request.
+func (w *response) finish() bool {
+	w.commit(true)
+	bw := w.c.bw
+	if w.chunked {
+		_, _ = bw.WriteString("0\r\n")
+		w.writeTrailers()
+		_, _ = bw.WriteString("\r\n")
+	}
+	if err := bw.Flush(); err != nil {
+		return false
+	}
+	if w.cl >= 0 && !w.noBody && w.written != w.cl {
+		return false // the body was cut short: the client must see the connection end
+	}
+	return w.keep
+}
+
+func (w *response) writeTrailers() {
+	bw := w.c.bw
+	var b []byte
+	for _, k := range w.trailers {
+		for _, v := range w.header[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = appendValue(b, v)
+			b = append(b, "\r\n"...)
+		}
+	}
+	for k, vv := range w.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && httpguts.ValidHeaderFieldName(name) {
+			for _, v := range vv {
+				b = append(b, name...)
+				b = append(b, ": "...)
+				b = appendValue(b, v)
+				b = append(b, "\r\n"...)
+			}
+		}
+	}
+	_, _ = bw.Write(b)
+}
+
+// Hijack hands the connection to the handler, after sending what was
+// written (a 101's head is sent as it is).
+func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c := w.c
+	if c.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	c.endWatch()
+	if w.status != 0 {
+		w.commit(false)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	c.hijacked = true
+	_ = c.rwc.SetDeadline(time.Time{})
+	c.srv.setConn(c, false)
+	c.setState(http.StateHijacked)
+	return c.rwc, bufio.NewReadWriter(c.br, bufio.NewWriter(c.rwc)), nil
+}
+
+// SetReadDeadline and SetWriteDeadline serve http.ResponseController.
+func (w *response) SetReadDeadline(t time.Time) error  { return w.c.rwc.SetReadDeadline(t) }
+func (w *response) SetWriteDeadline(t time.Time) error { return w.c.rwc.SetWriteDeadline(t) }
+
+// EnableFullDuplex serves http.ResponseController: a handler may always
+// read the request body after it has started the response here.
+func (w *response) EnableFullDuplex() error { return nil }
