@@ -254,6 +254,7 @@ type serverConn struct {
 	rwc      net.Conn
 	state    atomic.Int32 // http.ConnState
 	tls      *tls.ConnectionState
+	remote   string          // RemoteAddr, formatted once
 	ctx      context.Context // ConnContext's, never cancelled
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -341,6 +342,7 @@ func (c *serverConn) serve() {
 		cs := tc.ConnectionState()
 		c.tls = &cs
 	}
+	c.remote = c.rwc.RemoteAddr().String()
 	c.ctx = context.Background()
 	if s.ConnContext != nil {
 		c.ctx = s.ConnContext(c.ctx, c.rwc)
@@ -519,7 +521,7 @@ func (c *serverConn) writeError(code int, reason string) {
 func (c *serverConn) serveRequest(req *http.Request) (keep bool) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	req = req.WithContext(ctx)
-	req.RemoteAddr = c.rwc.RemoteAddr().String()
+	req.RemoteAddr = c.remote
 	req.TLS = c.tls
 	w := &response{c: c, req: req, status: 0, cl: -1}
 	w.header = make(http.Header)
@@ -753,6 +755,7 @@ type response struct {
 	pend      []byte   // body held before the head is committed
 	trailers  []string // declared in the Trailer header
 	hasDate   bool
+	hasType   bool // the handler set Content-Type (or suppressed it with a nil value)
 	closeReq  bool // the handler's Connection: close
 	committed bool // the head is in c.bw
 	chunked   bool
@@ -812,6 +815,7 @@ func (w *response) WriteHeader(code int) {
 		}
 	}
 	_, w.hasDate = h["Date"]
+	_, w.hasType = h["Content-Type"]
 	w.head = appendHeaders(w.head[:0], h, w.trailers)
 }
 
@@ -880,8 +884,13 @@ func (w *response) writeStatus(code int) {
 }
 
 // commit writes the head to c.bw; final when the handler has returned, so
-// that the held body's length is the whole length.
-func (w *response) commit(final bool) {
+// that the held body's length is the whole length. next is the body about
+// to be written after the held part, for sniffing.
+//
+// Without a Content-Type, the body's first bytes choose one
+// (http.DetectContentType), as net/http's server does: daprd is a
+// net/http server, and apps that set none get what they got from it.
+func (w *response) commit(final bool, next []byte) {
 	if w.committed {
 		return
 	}
@@ -927,6 +936,17 @@ func (w *response) commit(final bool) {
 	if !w.hasDate {
 		_, _ = bw.Write(c.srv.dateHeader(time.Now()))
 	}
+	if !w.hasType && !w.noBody && w.status != http.StatusSwitchingProtocols {
+		sniff := w.pend
+		if len(sniff) == 0 {
+			sniff = next
+		}
+		if len(sniff) > 0 {
+			_, _ = bw.WriteString("Content-Type: ")
+			_, _ = bw.WriteString(http.DetectContentType(sniff))
+			_, _ = bw.WriteString("\r\n")
+		}
+	}
 	_, _ = bw.WriteString("\r\n")
 	if len(w.pend) > 0 {
 		p := w.pend
@@ -960,7 +980,7 @@ func (w *response) Write(p []byte) (int, error) {
 			w.pend = append(w.pend, p...)
 			return len(p), nil
 		}
-		w.commit(false)
+		w.commit(false, p)
 	}
 	return w.writeBody(p)
 }
@@ -1004,14 +1024,14 @@ func (w *response) FlushError() error {
 	if w.c.hijacked {
 		return http.ErrHijacked
 	}
-	w.commit(false)
+	w.commit(false, nil)
 	return w.c.bw.Flush()
 }
 
 // finish completes the response after the handler returned; true when the
 // connection may serve another request.
 func (w *response) finish() bool {
-	w.commit(true)
+	w.commit(true, nil)
 	bw := w.c.bw
 	if w.chunked {
 		_, _ = bw.WriteString("0\r\n")
@@ -1060,7 +1080,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	c.endWatch()
 	if w.status != 0 {
-		w.commit(false)
+		w.commit(false, nil)
 	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
