@@ -380,8 +380,10 @@ func (c *serverConn) serve() {
 		c.cr.limited, c.cr.remain, c.cr.hit = true, maxHeader-int64(len(buffered)), false
 		req, err := http.ReadRequest(c.br)
 		c.cr.limited = false
-		if cap(c.capture) > 16<<10 {
-			c.capture = nil // a large head once: do not keep its buffer
+		if err == nil && int64(len(c.capture)-c.br.Buffered()) > maxHeader {
+			// The head came with the previous request's body, already
+			// buffered, so the reader's limit did not count it.
+			c.cr.hit, err = true, errHeadTooLarge
 		}
 		if s.ReadHeaderTimeout > 0 {
 			_ = c.rwc.SetReadDeadline(time.Time{})
@@ -399,6 +401,9 @@ func (c *serverConn) serve() {
 			c.writeError(code, reason)
 			return
 		}
+		if cap(c.capture) > 16<<10 {
+			c.capture = nil // a large head once: do not keep its buffer
+		}
 		c.setState(http.StateActive)
 		if !c.serveRequest(req) || c.hijacked {
 			return
@@ -409,6 +414,10 @@ func (c *serverConn) serve() {
 		c.setState(http.StateIdle)
 	}
 }
+
+// errHeadTooLarge is the error of a request head over MaxHeaderBytes
+// found only once parsed (refuse answers 431 for it, as for c.cr.hit).
+var errHeadTooLarge = errors.New("request head larger than MaxHeaderBytes")
 
 // refuse answers a request head that could not be read, as net/http does:
 // silence for a connection closed or timed out between requests, 431 for a
@@ -911,7 +920,7 @@ func (w *response) commit(final bool, next []byte) {
 			_, _ = bw.WriteString("\r\n")
 		}
 	case w.noBody:
-	case final && len(w.trailers) == 0:
+	case final && len(w.trailers) == 0 && !hasPrefixTrailers(w.header):
 		w.cl = int64(len(w.pend))
 		_, _ = bw.WriteString("Content-Length: ")
 		_, _ = bw.Write(strconv.AppendInt(c.scratch[:0], w.cl, 10))
@@ -922,7 +931,9 @@ func (w *response) commit(final bool, next []byte) {
 	default:
 		w.keep = false // HTTP/1.0: the end of the body is the end of the connection
 	}
-	if w.closeReq || c.srv.inShutdown.Load() {
+	if w.closeReq || c.srv.inShutdown.Load() || w.body.expect && !w.body.continued {
+		// (A client holding back its body for a 100 Continue that was not
+		// sent cannot go on on this connection: discardBody closes it.)
 		w.keep = false
 	}
 	if w.status != http.StatusSwitchingProtocols {
@@ -953,6 +964,18 @@ func (w *response) commit(final bool, next []byte) {
 		w.pend = w.pend[:0]
 		w.writeBody(p)
 	}
+}
+
+// hasPrefixTrailers reports whether h holds trailers named with
+// http.TrailerPrefix, which need chunked encoding even for a body whose
+// length is known (net/http's rule).
+func hasPrefixTrailers(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *response) Write(p []byte) (int, error) {
@@ -1051,6 +1074,9 @@ func (w *response) writeTrailers() {
 	bw := w.c.bw
 	var b []byte
 	for _, k := range w.trailers {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // it would split the trailer block
+		}
 		for _, v := range w.header[k] {
 			b = append(b, k...)
 			b = append(b, ": "...)
