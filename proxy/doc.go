@@ -47,7 +47,12 @@
 // package proxy/h1 (request written and response read on the calling
 // goroutine); HTTP/2 and HTTP/3 are a flag away, and the peer port serves
 // all of them. The app channel is proxy/h1 too (net/http's h2c with
-// --app-protocol h2c).
+// --app-protocol h2c). HTTP/1.x on the API port and on the peer port is
+// served by proxy/h1's lean server (the handler on the connection's
+// goroutine, no goroutine per request); HTTP/2 (h2c on the API port, h2
+// or h2c on the peer port) by net/http's, a connection going to one or
+// the other by its first bytes (apiserver.go, splitH2C) or its ALPN
+// protocol (peers.go, splitALPN).
 //
 // WebSocket (tunnel.go): an HTTP/1.1 invocation asking to upgrade passes
 // every layer like any call and goes over HTTP/1.1 on both hops whatever

@@ -1,5 +1,30 @@
-// Package h1 is Skein's lean HTTP/1.1 client transport, an
-// http.RoundTripper designed for forwarding.
+// Package h1 is Skein's lean HTTP/1.1: a client transport, an
+// http.RoundTripper designed for forwarding, and a server (Server) that
+// runs an http.Handler on each connection's goroutine.
+//
+// # Server
+//
+// net/http's server starts a goroutine for every request without a body
+// left to read (the "background read", which notices a client closing its
+// connection while the handler runs) and ends it when the handler returns:
+// a goroutine hand-off each way per request, measured at about 40 % of a
+// minimal server's CPU on loopback (0.087 against 0.046 ms per 1 KiB GET at
+// 1,000 req/s, with internal/inlineio on both). Server reads the request
+// with http.ReadRequest (net/http's own parsing) and makes net/http's
+// server-side checks (Host, header names and values, protocol version,
+// Expect), answers on the same goroutine, holds up to 4 KiB of the body so
+// that short answers get a Content-Length, and otherwise frames as net/http
+// does (chunked on HTTP/1.1 with trailers, close-delimited on HTTP/1.0,
+// none for HEAD, 1xx, 204 and 304, a sniffed Content-Type when the handler
+// sets none). A client that goes away is noticed without a goroutine per
+// request: one goroutine per Server, running only while requests are,
+// looks every WatchDelay (50 ms) for requests that have run that long and
+// have read their body, and starts a one-byte read of their connection; a
+// failed read cancels the request's context, a byte read (the client's
+// next request) is kept. A timer per request was tried first: resetting it
+// woke the network poller on every request and cost half the gain.
+//
+// # Client
 //
 // net/http's Transport gives every connection a read goroutine and a write
 // goroutine, and a call hands its request to one and waits for the other:
