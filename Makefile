@@ -47,6 +47,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitH2C$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzResponse$$' -fuzztime $(FUZZTIME) ./proxy/h1
 	$(GO) test -run '^$$' -fuzz '^FuzzServer$$' -fuzztime $(FUZZTIME) ./proxy/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzFastRequest$$' -fuzztime $(FUZZTIME) ./proxy/h1
+	$(GO) test -run '^$$' -fuzz '^FuzzFastResponse$$' -fuzztime $(FUZZTIME) ./proxy/h1
 	$(GO) test -run '^$$' -fuzz '^FuzzAttestToken$$' -fuzztime $(FUZZTIME) ./xds/controlplane/kube
 	# Each FuzzManifest input costs milliseconds (YAML, JSON Patch, YAML again):
 	# minimizing every new input for the default 60 s stalled the run for minutes.

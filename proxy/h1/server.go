@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -362,41 +361,40 @@ func (c *serverConn) serve() {
 	first := true
 	for {
 		// Wait for the next request (idle), then read its head.
-		if !first && c.br.Buffered() == 0 {
-			if idle > 0 {
+		if c.br.Buffered() == 0 {
+			switch {
+			case first && s.ReadHeaderTimeout > 0:
+				_ = c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+			case !first && idle > 0:
 				_ = c.rwc.SetReadDeadline(time.Now().Add(idle))
 			}
 			if _, err := c.br.Peek(1); err != nil {
+				c.refuse(err)
 				return
 			}
 		}
-		if s.ReadHeaderTimeout > 0 {
-			_ = c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
-		} else if !first && idle > 0 {
-			_ = c.rwc.SetReadDeadline(time.Time{})
-		}
-		buffered, _ := c.br.Peek(c.br.Buffered())
-		c.capture = append(c.capture[:0], buffered...)
-		c.cr.limited, c.cr.remain, c.cr.hit = true, maxHeader-int64(len(buffered)), false
-		req, err := http.ReadRequest(c.br)
-		c.cr.limited = false
-		if err == nil && int64(len(c.capture)-c.br.Buffered()) > maxHeader {
-			// The head came with the previous request's body, already
-			// buffered, so the reader's limit did not count it.
-			c.cr.hit, err = true, errHeadTooLarge
-		}
-		if s.ReadHeaderTimeout > 0 {
-			_ = c.rwc.SetReadDeadline(time.Time{})
-		}
-		if err != nil {
-			c.refuse(err, first)
-			return
+		ctx, cancel := context.WithCancel(c.ctx)
+		// Most heads are whole in the buffer by now and need no body:
+		// parsed at once, with no more deadlines to set (the idle one
+		// stays until the next request; the handler does not read the
+		// connection).
+		req, head := readFastRequest(ctx, c.br, maxHeader)
+		if req == nil {
+			var err error
+			if req, err = c.readRequest(maxHeader, first, idle); err != nil {
+				cancel()
+				c.refuse(err)
+				return
+			}
+			req = req.WithContext(ctx)
+			head = string(c.capture)
 		}
 		first = false
 		if s.inShutdown.Load() {
 			req.Close = true
 		}
-		if code, reason := checkRequest(req, c.capture); code != 0 {
+		if code, reason := checkRequest(req, head); code != 0 {
+			cancel()
 			c.setState(http.StateActive)
 			c.writeError(code, reason)
 			return
@@ -405,7 +403,7 @@ func (c *serverConn) serve() {
 			c.capture = nil // a large head once: do not keep its buffer
 		}
 		c.setState(http.StateActive)
-		if !c.serveRequest(req) || c.hijacked {
+		if !c.serveRequest(req, cancel) || c.hijacked {
 			return
 		}
 		if s.inShutdown.Load() {
@@ -419,10 +417,36 @@ func (c *serverConn) serve() {
 // found only once parsed (refuse answers 431 for it, as for c.cr.hit).
 var errHeadTooLarge = errors.New("request head larger than MaxHeaderBytes")
 
+// readRequest reads a request head with http.ReadRequest, under the
+// header timeout and the MaxHeaderBytes limit, keeping the head's bytes in
+// c.capture for checkRequest.
+func (c *serverConn) readRequest(maxHeader int64, first bool, idle time.Duration) (*http.Request, error) {
+	s := c.srv
+	if s.ReadHeaderTimeout > 0 {
+		_ = c.rwc.SetReadDeadline(time.Now().Add(s.ReadHeaderTimeout))
+	} else if !first && idle > 0 {
+		_ = c.rwc.SetReadDeadline(time.Time{})
+	}
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	c.capture = append(c.capture[:0], buffered...)
+	c.cr.limited, c.cr.remain, c.cr.hit = true, maxHeader-int64(len(buffered)), false
+	req, err := http.ReadRequest(c.br)
+	c.cr.limited = false
+	if err == nil && int64(len(c.capture)-c.br.Buffered()) > maxHeader {
+		// The head came with the previous request's body, already
+		// buffered, so the reader's limit did not count it.
+		c.cr.hit, err = true, errHeadTooLarge
+	}
+	if s.ReadHeaderTimeout > 0 || !first && idle > 0 {
+		_ = c.rwc.SetReadDeadline(time.Time{})
+	}
+	return req, err
+}
+
 // refuse answers a request head that could not be read, as net/http does:
 // silence for a connection closed or timed out between requests, 431 for a
 // head over the limit, 400 with the reason otherwise.
-func (c *serverConn) refuse(err error, first bool) {
+func (c *serverConn) refuse(err error) {
 	switch {
 	case c.cr.hit:
 		c.setState(http.StateActive)
@@ -451,7 +475,7 @@ func (c *serverConn) refuse(err error, first bool) {
 // checkRequest makes net/http's server's checks on a parsed request head
 // (head: its bytes as read, http.ReadRequest having folded the Host
 // header lines into req.Host): a status and reason to refuse it with, or 0.
-func checkRequest(req *http.Request, head []byte) (int, string) {
+func checkRequest(req *http.Request, head string) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
@@ -477,11 +501,11 @@ func checkRequest(req *http.Request, head []byte) (int, string) {
 }
 
 // countHost counts the Host lines of a request head, up to its end.
-func countHost(head []byte) int {
+func countHost(head string) int {
 	n := 0
 	first := true
 	for len(head) > 0 {
-		i := bytes.IndexByte(head, '\n')
+		i := strings.IndexByte(head, '\n')
 		if i < 0 {
 			break
 		}
@@ -527,9 +551,7 @@ func (c *serverConn) writeError(code int, reason string) {
 
 // serveRequest runs the handler for req and finishes its response; false
 // when the connection must close afterwards.
-func (c *serverConn) serveRequest(req *http.Request) (keep bool) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	req = req.WithContext(ctx)
+func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) (keep bool) {
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
 	w := &response{c: c, req: req, status: 0, cl: -1}

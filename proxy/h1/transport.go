@@ -600,7 +600,15 @@ func (c *conn) readHead(req *http.Request, trace *httptrace.ClientTrace) (*http.
 		// Bytes buffered already count; so may the start of the body the
 		// buffer reads ahead, hence the slack of one buffer.
 		c.in.limit = int64(max + bufSize)
-		resp, err := http.ReadResponse(c.br, req)
+		var resp *http.Response
+		var err error
+		if _, perr := c.br.Peek(1); perr == nil {
+			// Most answers' heads are whole in the buffer by now.
+			resp = readFastResponse(c.br, req, max)
+		}
+		if resp == nil {
+			resp, err = http.ReadResponse(c.br, req)
+		}
 		if err != nil {
 			if c.in.limit == 0 {
 				return nil, ErrHeaderTooLarge
