@@ -245,8 +245,10 @@ if [[ -z $HAPROXY ]] && want haproxy; then
 fi
 ! want haproxy || [[ -x $HAPROXY ]] || die "haproxy not found"
 
+# skein is built as `make build` builds it (static, CGO_ENABLED=0), the
+# baseline too, so that both scenarios run what Skein ships.
 say "building skein, loadgen and report"
-(cd "$ROOT" && "$GO" build -o "$WORK/skein" ./cmd/skein && "$GO" build -o "$WORK/loadgen" ./test/bench/loadgen &&
+(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -o "$WORK/skein" ./cmd/skein && "$GO" build -o "$WORK/loadgen" ./test/bench/loadgen &&
 	"$GO" build -o "$WORK/report" ./test/bench/report)
 SKEIN=$WORK/skein
 SKEIN_BASE=$WORK/skein-base
@@ -255,7 +257,7 @@ for s in $SCENARIOS; do
 		say "building skein at $BASELINE (scenario $s)"
 		mkdir -p "$WORK/base-src"
 		git -C "$ROOT" archive "$BASELINE" | tar -x -C "$WORK/base-src"
-		(cd "$WORK/base-src" && "$GO" build -o "$SKEIN_BASE" ./cmd/skein)
+		(cd "$WORK/base-src" && CGO_ENABLED=0 "$GO" build -o "$SKEIN_BASE" ./cmd/skein)
 		break
 	fi
 done
