@@ -269,6 +269,7 @@ type serverConn struct {
 	cancel  context.CancelFunc // the running request's
 	body    *bodyReader        // the running request's
 	gone    bool               // the watch saw the client leave
+	bwMu    sync.Mutex         // orders a 100 Continue with the head (commit)
 	scratch [64]byte
 	pendBuf []byte // held response body (pendingMax), reused
 	capture []byte // the bytes of the request head being read
@@ -585,6 +586,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 	c.armWatch(cancel, &w.body)
 	aborted := true
 	defer func() {
+		w.body.close()
 		c.endWatch()
 		cancel()
 		if aborted {
@@ -595,6 +597,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 	}()
 	c.srv.Handler.ServeHTTP(w, req)
 	aborted = false
+	w.body.close()
 	if c.hijacked {
 		return false
 	}
@@ -739,25 +742,42 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // bodyReader is a request's body as its handler sees it: it sends the
 // 100 Continue a client waits for, and records the end.
+//
+// A handler may hand the body to a goroutine that outlives it (a
+// transport writing a request body while the answer has already come):
+// once the handler returns the server closes it (close), under the same
+// lock as Read, so such a read fails with http.ErrBodyReadAfterClose
+// instead of racing the server for the connection, as net/http's bodies
+// do.
 type bodyReader struct {
+	mu        sync.Mutex
 	rc        io.ReadCloser
 	w         *response
 	expect    bool // the client waits for 100 Continue
 	continued bool
 	eof       bool
+	closed    bool
 	eofFlag   atomic.Bool // eof, for the watch's goroutine
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
 	if b.eof {
 		return 0, io.EOF
 	}
 	if b.expect && !b.continued {
 		b.continued = true
+		c := b.w.c
+		c.bwMu.Lock()
 		if !b.w.committed {
-			_, _ = b.w.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			_ = b.w.c.bw.Flush()
+			_, _ = c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			_ = c.bw.Flush()
 		}
+		c.bwMu.Unlock()
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
@@ -769,6 +789,13 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // Close leaves the rest of the body to the server (discardBody).
 func (b *bodyReader) Close() error { return nil }
+
+// close ends the handler's use of the body (see bodyReader).
+func (b *bodyReader) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+}
 
 func (b *bodyReader) eofSeen() bool { return b == nil || b.eofFlag.Load() || b.rc == nil }
 
@@ -925,6 +952,10 @@ func (w *response) commit(final bool, next []byte) {
 	if w.committed {
 		return
 	}
+	// A body reader's 100 Continue (bodyReader.Read) may come from another
+	// goroutine: before the head, or not at all.
+	w.c.bwMu.Lock()
+	defer w.c.bwMu.Unlock()
 	w.committed = true
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
