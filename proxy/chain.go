@@ -50,6 +50,7 @@ func (s *Sidecar) buildChains() {
 	// never from the request's Host.
 	pick := discovery.Pick(s.resolver, s.balancer, targetOf)
 	s.remote.Transport = wrap(s.peers,
+		s.firstCall,   // outermost: the first call ends start-up (Options.StartupDone)
 		resolveRoute,  // first: the call's route (policy with xDS precedence, caps), resolved once; every layer and try below reads it
 		s.callMetrics, // skein_invocation_*: one per call, the outcome after retries
 		s.xdsCalls,    // xDS max_requests cap and route timeout: whole-call limits, so outside retry
@@ -67,6 +68,7 @@ func (s *Sidecar) buildChains() {
 	// App → a service without a sidecar (a URL or an HTTPEndpoint): the
 	// same call-wide and per-try layers, no discovery, the endpoint's TLS.
 	s.external.Transport = wrap(roundTripFunc(externalCalls),
+		s.firstCall,   // the first call ends start-up
 		resolveRoute,  // the policy of the target exactly as written, as in Dapr
 		s.callMetrics, // one per call
 		retry,
@@ -92,6 +94,7 @@ func (s *Sidecar) buildChains() {
 	)
 	s.peerHandler = chain(s.inbound,
 		recovery.Handler(panicLayerPeer, panics, s.log, s.recoveredPeer), // outermost: a panic is a 500 (or a reset stream), never every stream of the connection
+		s.firstInbound,                   // the first call from a peer ends start-up (Options.StartupDone)
 		s.closeWhileDraining,             // stopping: each HTTP/1.1 answer closes its connection, so callers still routing here re-pick
 		grpcErrors,                       // a gRPC call's refusals and failures here are gRPC statuses (proxy mode), not HTTP bodies
 		s.tracing.Callee(badBaggage),     // refused calls are traced too; SERVER span, child of the caller's

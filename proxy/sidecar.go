@@ -44,10 +44,17 @@ type Options struct {
 	AppID     string
 	Namespace string
 	// AppPort is the local app's port; 0 means no app channel.
-	AppPort            int
-	AppProtocol        string // http, h2c, https, grpc, grpcs
-	AppChannelAddress  string
-	AppMaxConcurrency  int // <= 0: unlimited
+	AppPort           int
+	AppProtocol       string // http, h2c, https, grpc, grpcs
+	AppChannelAddress string
+	AppMaxConcurrency int // <= 0: unlimited
+	// StartupDone, when set, is called once, on a goroutine of its own,
+	// when the sidecar's first call has completed: an invocation it made
+	// for its app, or a call from a peer (not a health check). Start-up's
+	// one-time work, the TLS handshakes and what the first call builds
+	// lazily, is then behind it; cmd/skein releases the executable's pages
+	// (docs/performance.md, "Memory").
+	StartupDone        func()
 	AppAPIToken        string
 	APIToken           string // DAPR_API_TOKEN: required on the HTTP API
 	HTTPPort           int
@@ -180,6 +187,7 @@ type Sidecar struct {
 
 	ready         atomic.Bool
 	draining      atomic.Bool // stopping: HTTP/1.1 answers close their connections (drain.go)
+	firstCallDone atomic.Bool // StartupDone has been called
 	xds           xdsState    // xDS config, counters and status that outlive snapshots
 	accessMetrics *accessMetrics
 	rateMetrics   *rateMetrics

@@ -176,6 +176,17 @@ func newSidecar(f *sidecarFlags, stderr io.Writer) (*proxy.Sidecar, *slog.Logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracing: %w", err)
 	}
+	// The first call's one-time work (TLS handshakes, what it builds
+	// lazily) maps about 6-8 MB of the executable that steady serving does
+	// not use again: release it once that call is done, as at listen
+	// below (docs/performance.md, "Memory").
+	opts.StartupDone = func() {
+		if n, err := residency.ReleaseImage(); err != nil {
+			log.Warn("release first-call pages", "err", err)
+		} else {
+			log.Debug("first-call pages released", "bytes", n)
+		}
+	}
 	source, eds := xdsSource(f, reg) // with a control plane: xDS EDS, then the registry
 	// With a control plane and a join token, register in its registry.
 	registrar, err := sidecarRegistrar(f, reg, opts, log)
