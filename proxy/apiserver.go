@@ -220,7 +220,7 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // Closing h1 closes ln; closing h2 stops hand-overs (a connection handed
 // over after that is closed). Shut both servers down.
 func splitH2C(ln net.Listener) (h1, h2 net.Listener) {
-	q := &connQueue{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	q := newConnQueue(ln.Addr())
 	return &sniffListener{Listener: ln, h2: q}, q
 }
 
@@ -245,6 +245,10 @@ type connQueue struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+}
+
+func newConnQueue(addr net.Addr) *connQueue {
+	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
 }
 
 func (q *connQueue) Accept() (net.Conn, error) {

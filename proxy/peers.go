@@ -189,7 +189,7 @@ func (p *peerTransports) closeIdle() {
 // protocol each connection negotiated. Closing h1 closes ln; closing h2
 // stops hand-overs.
 func splitALPN(ln net.Listener) (h1, h2 net.Listener) {
-	q := &connQueue{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	q := newConnQueue(ln.Addr())
 	return &alpnListener{Listener: ln, h2: q}, q
 }
 

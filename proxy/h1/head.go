@@ -36,7 +36,7 @@ func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (re
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, ok1 := strings.Cut(line, " ")
 	uri, proto, ok2 := strings.Cut(line, " ")
-	if !ok1 || !ok2 || !validToken(method) || method == http.MethodConnect || len(uri) == 0 || uri[0] != '/' {
+	if !ok1 || !ok2 || !validFieldName(method) || method == http.MethodConnect || len(uri) == 0 || uri[0] != '/' {
 		return nil, ""
 	}
 	var major, minor int
@@ -107,20 +107,6 @@ func shouldClose(minor int, conn []string) bool {
 	return hasClose
 }
 
-// validToken reports whether s is a non-empty RFC 9110 token (a method or
-// a header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httpguts.IsTokenRune(rune(s[i])) {
-			return false
-		}
-	}
-	return true
-}
-
 // validValue reports whether a header value has only the bytes RFC 9110
 // allows (visible ASCII, space, tab, obs-text).
 func validValue(s string) bool {
@@ -166,7 +152,7 @@ func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int) *http.
 		return nil
 	}
 	statusCode := int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
-	if statusCode == http.StatusNoContent || statusCode == http.StatusNotModified || !validStatusText(status) {
+	if statusCode == http.StatusNoContent || statusCode == http.StatusNotModified || !validValue(status) {
 		return nil
 	}
 	h, ok := parseFields(rest)
@@ -219,17 +205,6 @@ func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int) *http.
 	return resp
 }
 
-// validStatusText reports whether a status line's "code reason" part has
-// only bytes http.ReadResponse keeps as they are.
-func validStatusText(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // headEnd is the length of the head at the start of buf, through its
 // empty line, or -1 when buf does not hold it whole with CRLF line ends.
 func headEnd(buf []byte) int {
@@ -263,7 +238,7 @@ func parseFields(rest string) (http.Header, bool) {
 			return nil, false
 		}
 		key, v := kv[:colon], strings.Trim(kv[colon+1:], " \t")
-		if !validToken(key) || !validValue(v) {
+		if !validFieldName(key) || !validValue(v) {
 			return nil, false
 		}
 		key = http.CanonicalHeaderKey(key)
