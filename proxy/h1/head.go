@@ -25,19 +25,21 @@ const maxFastHeaders = 64
 // nil and leaves br as it was, for http.ReadRequest to parse (or refuse)
 // as net/http's server does. What it returns is what http.ReadRequest
 // returns for the same bytes; TestFastRequestMatchesReadRequest and
-// FuzzFastRequest compare the two.
-func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (req *http.Request, head string) {
+// FuzzFastRequest compare the two. hosts is the number of Host lines (0
+// or 1); the header names and values are valid (parseFields), so
+// checkRequest need not look at them again.
+func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (req *http.Request, hosts int) {
 	buf, _ := br.Peek(br.Buffered())
 	end := headEnd(buf)
 	if end < 0 || int64(end) > maxHeader {
-		return nil, ""
+		return nil, 0
 	}
 	s := string(buf[:end])
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, ok1 := strings.Cut(line, " ")
 	uri, proto, ok2 := strings.Cut(line, " ")
 	if !ok1 || !ok2 || !validFieldName(method) || method == http.MethodConnect || len(uri) == 0 || uri[0] != '/' {
-		return nil, ""
+		return nil, 0
 	}
 	var major, minor int
 	switch proto {
@@ -46,36 +48,36 @@ func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (re
 	case "HTTP/1.0":
 		major, minor = 1, 0
 	default:
-		return nil, ""
+		return nil, 0
 	}
 	for i := 0; i < len(uri); i++ {
 		if c := uri[i]; c <= ' ' || c == 0x7f {
-			return nil, ""
+			return nil, 0
 		}
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		return nil, ""
+		return nil, 0
 	}
 	h, ok := parseFields(rest)
 	if !ok {
-		return nil, ""
+		return nil, 0
 	}
 	if _, ok := h["Content-Length"]; ok {
-		return nil, "" // a body: http.ReadRequest frames it
+		return nil, 0 // a body: http.ReadRequest frames it
 	}
 	if _, ok := h["Transfer-Encoding"]; ok {
-		return nil, ""
+		return nil, 0
 	}
-	hosts := h["Host"]
-	if len(hosts) > 1 {
-		return nil, "" // http.ReadRequest refuses it
+	hostLines := h["Host"]
+	if len(hostLines) > 1 {
+		return nil, 0 // http.ReadRequest refuses it
 	}
 	host := ""
-	if len(hosts) == 1 {
-		host = hosts[0]
+	if len(hostLines) == 1 {
+		host = hostLines[0]
 	}
-	delete(h, "Host") // as http.ReadRequest does; checkRequest counts the lines
+	delete(h, "Host") // as http.ReadRequest does; the caller checks the count
 	fixPragma(h)
 	// WithContext copies a request that does not escape: one allocation.
 	r := http.Request{
@@ -95,7 +97,7 @@ func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (re
 	}
 	req = r.WithContext(ctx)
 	_, _ = br.Discard(end)
-	return req, s
+	return req, len(hostLines)
 }
 
 // shouldClose is net/http's rule for a request's Close (HTTP/1.x).

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -379,7 +380,8 @@ func (c *serverConn) serve() {
 		// parsed at once, with no more deadlines to set (the idle one
 		// stays until the next request; the handler does not read the
 		// connection).
-		req, head := readFastRequest(ctx, c.br, maxHeader)
+		req, hosts := readFastRequest(ctx, c.br, maxHeader)
+		fieldsChecked := req != nil
 		if req == nil {
 			var err error
 			if req, err = c.readRequest(maxHeader, first, idle); err != nil {
@@ -388,13 +390,13 @@ func (c *serverConn) serve() {
 				return
 			}
 			req = req.WithContext(ctx)
-			head = string(c.capture)
+			hosts = countHost(c.capture)
 		}
 		first = false
 		if s.inShutdown.Load() {
 			req.Close = true
 		}
-		if code, reason := checkRequest(req, head); code != 0 {
+		if code, reason := checkRequest(req, hosts, fieldsChecked); code != 0 {
 			cancel()
 			c.setState(http.StateActive)
 			c.writeError(code, reason)
@@ -474,19 +476,24 @@ func (c *serverConn) refuse(err error) {
 }
 
 // checkRequest makes net/http's server's checks on a parsed request head
-// (head: its bytes as read, http.ReadRequest having folded the Host
-// header lines into req.Host): a status and reason to refuse it with, or 0.
-func checkRequest(req *http.Request, head string) (int, string) {
+// whose Host lines numbered hosts (http.ReadRequest folds them into
+// req.Host): a status and reason to refuse it with, or 0. fieldsChecked:
+// the header names and values were validated while parsing
+// (readFastRequest), so they are not walked again.
+func checkRequest(req *http.Request, hosts int, fieldsChecked bool) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
-	switch hosts := countHost(head); {
+	switch {
 	case req.ProtoAtLeast(1, 1) && hosts == 0 && req.Method != http.MethodConnect:
 		return http.StatusBadRequest, "missing required Host header"
 	case hosts > 1:
 		return http.StatusBadRequest, "too many Host headers"
 	case hosts == 1 && !httpguts.ValidHostHeader(req.Host):
 		return http.StatusBadRequest, "malformed Host header"
+	}
+	if fieldsChecked {
+		return 0, ""
 	}
 	for k, vv := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
@@ -502,11 +509,11 @@ func checkRequest(req *http.Request, head string) (int, string) {
 }
 
 // countHost counts the Host lines of a request head, up to its end.
-func countHost(head string) int {
+func countHost(head []byte) int {
 	n := 0
 	first := true
 	for len(head) > 0 {
-		i := strings.IndexByte(head, '\n')
+		i := bytes.IndexByte(head, '\n')
 		if i < 0 {
 			break
 		}
