@@ -365,12 +365,14 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 			if trace != nil && trace.WroteRequest != nil {
 				trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 			}
+			// Report first (wdone holds one), then interrupt: a reader
+			// woken by the interrupt finds the reason waiting.
+			wdone <- err
 			if err != nil {
 				// The server waits for the rest of a request that will not
 				// come: end the wait for its answer too.
 				c.interrupt()
 			}
-			wdone <- err
 		}()
 	}
 	resp, err := c.readHead(req, trace)
