@@ -170,7 +170,7 @@ func relayed(resp *http.Response) bool {
 // call in flight holds its buffer, so small ones get a small buffer.
 const (
 	smallCopyBuf = 4 << 10
-	largeCopyBuf = 32 << 10
+	largeCopyBuf = 64 << 10
 )
 
 // bufferPool recycles the forwarders' copy buffers. The zero value is

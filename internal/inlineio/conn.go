@@ -1,9 +1,12 @@
 package inlineio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -16,6 +19,17 @@ type Conn struct {
 	rc syscall.RawConn
 	r  op // the read in progress: guarded by the fd's read lock
 	w  op // the write in progress: guarded by the fd's write lock
+
+	noWait bool // Read does not wait for data: set and read by the reader
+
+	// Cork's gathering: a Write while corked appends to cbuf. cmu orders
+	// every Write of a Conn that has been corked with Uncork's, so nothing
+	// written meanwhile (crypto/tls answering a KeyUpdate from its reader)
+	// overtakes what was gathered.
+	cmu    sync.Mutex
+	corked bool        // guarded by cmu
+	cbuf   []byte      // guarded by cmu
+	used   atomic.Bool // Cork has been called: Writes take cmu
 }
 
 // op is one Read or Write's state, bound once to a method value so that a
@@ -74,6 +88,10 @@ func (c *Conn) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if c.noWait {
+				c.r.err = e
+				return true
+			}
 			return false // the poller waits for data, then calls again
 		}
 		c.r.err = e
@@ -81,12 +99,61 @@ func (c *Conn) read(fd uintptr) bool {
 	}
 }
 
+// SetReadNoWait makes Read, while on, fail at once when no data is at
+// hand instead of waiting for it, with an error for which IsWouldBlock
+// reports true: a net.Error whose Temporary is true, which crypto/tls
+// treats as it does a read deadline, keeping a partly read record for the
+// next Read. Only the connection's reader may call it, between its Reads.
+func (c *Conn) SetReadNoWait(on bool) { c.noWait = on }
+
+// IsWouldBlock reports whether err is a Read's "no data at hand" under
+// SetReadNoWait, possibly wrapped (crypto/tls returns it as it is).
+func IsWouldBlock(err error) bool { return errors.Is(err, syscall.EAGAIN) }
+
 // Write writes all of b, as (*net.TCPConn).Write does, waiting for the
 // socket to drain when it is full and honouring the write deadline.
 func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if c.used.Load() {
+		c.cmu.Lock()
+		defer c.cmu.Unlock()
+		if c.corked {
+			c.cbuf = append(c.cbuf, b...)
+			return len(b), nil
+		}
+	}
+	return c.writeNow(b)
+}
+
+// Cork makes Writes, until Uncork, gather in buf (its length ignored)
+// instead of going out: crypto/tls writes every record (16 KiB at most)
+// with a write(2) of its own, and a long body written through it in 64 KiB
+// pieces goes out in a quarter of the syscalls, and wakes the reader a
+// quarter as often, when each piece is written corked.
+func (c *Conn) Cork(buf []byte) {
+	c.used.Store(true)
+	c.cmu.Lock()
+	c.corked, c.cbuf = true, buf[:0]
+	c.cmu.Unlock()
+}
+
+// Uncork writes what the Writes since Cork gathered, in one write when it
+// can, and returns the buffer given to Cork (perhaps grown) for reuse.
+func (c *Conn) Uncork() ([]byte, error) {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	buf := c.cbuf
+	c.corked, c.cbuf = false, nil
+	if len(buf) == 0 {
+		return buf, nil
+	}
+	_, err := c.writeNow(buf)
+	return buf, err
+}
+
+func (c *Conn) writeNow(b []byte) (int, error) {
 	if len(b) > inlineWriteMax {
 		// Long enough that another thread running Go code meanwhile pays
 		// for the hand-off (a 1 MiB body goes out in 16 KiB TLS records).

@@ -87,6 +87,7 @@ type Server struct {
 	inShutdown atomic.Bool
 	scanning   atomic.Bool // scan runs
 	date       atomic.Pointer[dateLine]
+	corkBufs   sync.Pool // *corkBuf for long writes over TLS
 }
 
 // ErrServerClosed is what Serve returns after Shutdown or Close, as
@@ -232,6 +233,7 @@ func (s *Server) dateHeader(now time.Time) []byte {
 // it for every connection it accepts.
 func (s *Server) ServeConn(rwc net.Conn) {
 	c := &serverConn{srv: s, rwc: rwc}
+	c.cr.noWait, c.cork = tlsSocket(rwc)
 	c.state.Store(int32(http.StateNew))
 	s.setConn(c, true)
 	if s.ConnState != nil {
@@ -260,6 +262,7 @@ type serverConn struct {
 	bw       *bufio.Writer
 	cr       connReader
 	hijacked bool
+	cork     corker // the socket under rwc's TLS, if it can gather writes
 
 	// The client-gone watch (WatchDelay).
 	wmu     sync.Mutex
@@ -286,6 +289,7 @@ type connReader struct {
 	hit     bool
 	held    bool
 	b       [1]byte
+	noWait  noWaitReader // the TLS connection's socket, if it can read without waiting
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -307,6 +311,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0], r.held, n = r.b[0], false, 1
 	} else {
 		n, err = r.c.rwc.Read(p)
+		if err == nil && r.noWait != nil && !r.limited {
+			n, err = gather(r.c.rwc, r.noWait, p, n) // a long body read over TLS
+		}
 	}
 	if r.limited {
 		r.c.capture = append(r.c.capture, p[:n]...) // the head, for checkRequest
@@ -1081,8 +1088,31 @@ func (w *response) WriteString(s string) (int, error) {
 	return w.Write([]byte(s))
 }
 
-// writeBody writes p with the response's framing.
+// writeBody writes p with the response's framing; over TLS, a long p in
+// corked pieces (tlsio.go).
 func (w *response) writeBody(p []byte) (int, error) {
+	if w.c.cork == nil || len(p) <= maxRecord {
+		return w.writeFramed(p)
+	}
+	buf, ok := w.c.srv.corkBufs.Get().(*corkBuf)
+	if !ok {
+		buf = new(corkBuf)
+	}
+	defer w.c.srv.corkBufs.Put(buf)
+	var n int
+	for n < len(p) {
+		piece := p[n:min(len(p), n+copyBufSize)]
+		m, err := corked(w.c.cork, buf[:0], func() (int, error) { return w.writeFramed(piece) })
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// writeFramed writes p with the response's framing.
+func (w *response) writeFramed(p []byte) (int, error) {
 	bw := w.c.bw
 	if w.chunked {
 		_, _ = bw.Write(strconv.AppendInt(w.c.scratch[:0], int64(len(p)), 16))

@@ -66,7 +66,7 @@ type Transport struct {
 
 	mu   sync.Mutex
 	idle map[string][]*conn // address → idle connections, most recent last
-	bufs sync.Pool          // *[copyBufSize]byte for long request bodies
+	bufs sync.Pool          // *copyBuf for long request bodies
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -259,6 +259,7 @@ type conn struct {
 	addr  string
 	nc    net.Conn
 	raw   syscall.RawConn // the TCP socket under nc, for the liveness check; nil if none
+	cork  corker          // the socket under nc's TLS, if it can gather writes
 	in    countingReader
 	br    *bufio.Reader
 	bw    *bufio.Writer
@@ -280,6 +281,7 @@ func newConn(t *Transport, addr string, nc net.Conn) *conn {
 	if u, ok := nc.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
 		under = u.NetConn()
 	}
+	c.in.noWait, c.cork = tlsSocket(nc)
 	if sc, ok := under.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 		c.peekFn = c.peek
@@ -517,12 +519,7 @@ func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
 		// writes: through the 4 KiB buffer it would cost a write (and a
 		// wake-up of the reader) every 4 KiB.
 		if err = bw.Flush(); err == nil {
-			buf, ok := c.t.bufs.Get().(*[copyBufSize]byte)
-			if !ok {
-				buf = new([copyBufSize]byte)
-			}
-			n, err = io.CopyBuffer(writerOnly{c.nc}, io.LimitReader(req.Body, req.ContentLength), buf[:])
-			c.t.bufs.Put(buf)
+			n, err = c.copyBody(io.LimitReader(req.Body, req.ContentLength))
 			if err == nil && n < req.ContentLength {
 				err = io.EOF
 			}
@@ -534,13 +531,49 @@ func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
 	return err
 }
 
-// copyBufSize is the size of the writes of a long request body: two TLS
+// copyBufSize is the size of the writes of a long request body: four TLS
 // records.
-const copyBufSize = 32 << 10
+const copyBufSize = 64 << 10
 
-// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses the buffer
-// it is given.
-type writerOnly struct{ io.Writer }
+// copyBuf is a long body's buffer: what is read, and what a corked TLS
+// connection gathers of it.
+type copyBuf struct {
+	plain [copyBufSize]byte
+	out   corkBuf
+}
+
+// copyBody writes src to the connection as it reads it, in pieces of up
+// to copyBufSize, each in one write(2) when the connection can cork.
+func (c *conn) copyBody(src io.Reader) (int64, error) {
+	buf, ok := c.t.bufs.Get().(*copyBuf)
+	if !ok {
+		buf = new(copyBuf)
+	}
+	defer c.t.bufs.Put(buf)
+	var n int64
+	for {
+		m, rerr := src.Read(buf.plain[:])
+		if m > 0 {
+			piece := buf.plain[:m]
+			var werr error
+			if c.cork != nil && m > maxRecord {
+				_, werr = corked(c.cork, buf.out[:0], func() (int, error) { return c.nc.Write(piece) })
+			} else {
+				_, werr = c.nc.Write(piece)
+			}
+			if werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
 
 // validFieldName reports whether k is an RFC 9110 token; header names from
 // net/http's parser always are, names set by code may not be.
@@ -636,9 +669,10 @@ func (c *conn) readHead(req *http.Request, trace *httptrace.ClientTrace) (*http.
 // countingReader counts what it reads and, while limit >= 0, reads at
 // most limit more bytes.
 type countingReader struct {
-	r     io.Reader
-	n     int64 // bytes read since the call started
-	limit int64 // -1: none
+	r      io.Reader
+	n      int64        // bytes read since the call started
+	limit  int64        // -1: none
+	noWait noWaitReader // the socket under r's TLS, if it can read without waiting
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
@@ -649,6 +683,9 @@ func (r *countingReader) Read(p []byte) (int, error) {
 		p = p[:r.limit]
 	}
 	n, err := r.r.Read(p)
+	if err == nil && r.noWait != nil && r.limit < 0 {
+		n, err = gather(r.r, r.noWait, p, n) // a long body read over TLS
+	}
 	r.n += int64(n)
 	if r.limit > 0 {
 		r.limit -= int64(n)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -534,5 +535,58 @@ func TestRequestHead(t *testing.T) {
 	short.ContentLength = 10
 	if _, err := tr.RoundTrip(short); err == nil || !strings.Contains(err.Error(), "want Content-Length 10") {
 		t.Errorf("a body shorter than its Content-Length: err = %v", err)
+	}
+}
+
+// TestLongBodyOverTLS: a long request body of known length sent over TLS
+// (on an internal/inlineio socket, whose writes the transport corks so
+// that each 64 KiB piece leaves in one write(2) rather than a record at a
+// time) arrives whole and in order, and a connection over TLS corks while
+// a plain one does not.
+func TestLongBodyOverTLS(t *testing.T) {
+	got := make(chan []byte, 1)
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	s.StartTLS()
+	defer s.Close()
+	dial := DialTLS(&net.Dialer{Timeout: time.Second}, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}) //nolint:gosec // httptest's certificate
+	tr := &Transport{Dial: dial}
+	defer tr.CloseIdleConnections()
+	body := make([]byte, 1<<20+12345)
+	for i := range body {
+		body[i] = byte(i % 251)
+	}
+	for range 2 { // a new connection (small records first), then the pooled one
+		req, _ := http.NewRequest(http.MethodPost, s.URL, bytes.NewReader(body))
+		req.Body = io.NopCloser(req.Body) // no WriteTo: the body is read as a client's is
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if b := <-got; !bytes.Equal(b, body) {
+			t.Fatalf("the server read %d bytes, not the %d sent", len(b), len(body))
+		}
+	}
+
+	addr := s.Listener.Addr().String()
+	tc, err := dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if c := newConn(tr, addr, tc); c.cork == nil {
+		t.Error("a connection over TLS on an inlineio socket does not cork")
+	}
+	pc, err := DialTCP(&net.Dialer{Timeout: time.Second})(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if c := newConn(tr, addr, pc); c.cork != nil {
+		t.Error("a plain connection corks: its writes would wait for nothing")
 	}
 }
