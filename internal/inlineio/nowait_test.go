@@ -92,18 +92,8 @@ func (c *capture) Write(p []byte) (int, error) {
 func TestReadNoWaitUnderTLS(t *testing.T) {
 	rawClient, rawServer := pair(t)
 	s := rawServer.(*Conn)
-	cert := selfSigned(t)
 	cc := &capture{Conn: rawClient}
-	tc := tls.Client(cc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}) //nolint:gosec // a test's own certificate
-	ts := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
-	errc := make(chan error, 1)
-	go func() { errc <- tc.Handshake() }()
-	if err := ts.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	tc, ts := handshake(t, cc, s)
 	// TLS 1.3 servers send session tickets after the handshake; the client
 	// reads them with its first Read, which this test never makes.
 	cc.hold = true
@@ -136,6 +126,23 @@ func TestReadNoWaitUnderTLS(t *testing.T) {
 	if n, err := ts.Read(buf); err != nil || string(buf[:n]) != "next" {
 		t.Fatalf("a waiting Read after = %q, %v; want next", buf[:n], err)
 	}
+}
+
+// handshake runs TLS 1.3 over a connected pair (full-size records from
+// the start) and returns both ends.
+func handshake(t *testing.T, client, server net.Conn) (*tls.Conn, *tls.Conn) {
+	t.Helper()
+	tc := tls.Client(client, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, DynamicRecordSizingDisabled: true}) //nolint:gosec // a test's own certificate
+	ts := tls.Server(server, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, MinVersion: tls.VersionTLS13})
+	errc := make(chan error, 1)
+	go func() { errc <- tc.Handshake() }()
+	if err := ts.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return tc, ts
 }
 
 func selfSigned(t *testing.T) tls.Certificate {
@@ -205,17 +212,7 @@ func TestCork(t *testing.T) {
 func TestCorkUnderTLS(t *testing.T) {
 	rawClient, rawServer := pair(t)
 	c := rawClient.(*Conn)
-	cert := selfSigned(t)
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, DynamicRecordSizingDisabled: true}) //nolint:gosec // a test's own certificate
-	ts := tls.Server(rawServer, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
-	errc := make(chan error, 1)
-	go func() { errc <- tc.Handshake() }()
-	if err := ts.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	tc, ts := handshake(t, c, rawServer)
 	want := make([]byte, 64<<10)
 	for i := range want {
 		want[i] = byte(i * 7)

@@ -20,12 +20,6 @@ import (
 // record already at hand, not one record (16 KiB at most) per Read, and
 // the body arrives whole.
 func TestServerGathersTLSRecords(t *testing.T) {
-	cert := func() tls.Certificate {
-		s := httptest.NewUnstartedServer(nil)
-		s.StartTLS()
-		defer s.Close()
-		return s.TLS.Certificates[0]
-	}()
 	type read struct {
 		most int
 		body []byte
@@ -45,22 +39,8 @@ func TestServerGathersTLSRecords(t *testing.T) {
 		}
 		got <- rd
 	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-	finished := make(chan struct{})
-	go func() {
-		_ = s.Serve(tls.NewListener(inlineio.Listener{Listener: ln}, cfg))
-		close(finished)
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-finished
-	})
-
-	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, DynamicRecordSizingDisabled: true}) //nolint:gosec // the test's own certificate
+	addr := serveTLS(t, s)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, DynamicRecordSizingDisabled: true}) //nolint:gosec // the test's own certificate
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +70,6 @@ func TestServerGathersTLSRecords(t *testing.T) {
 // reading that body over TLS into a long buffer, gets every record at
 // hand per Read.
 func TestServerLongWritesOverTLS(t *testing.T) {
-	cert := func() tls.Certificate {
-		s := httptest.NewUnstartedServer(nil)
-		s.StartTLS()
-		defer s.Close()
-		return s.TLS.Certificates[0]
-	}()
 	body := make([]byte, 300<<10+7)
 	for i := range body {
 		body[i] = byte(i % 253)
@@ -108,24 +82,11 @@ func TestServerLongWritesOverTLS(t *testing.T) {
 		_, _ = w.Write(body[100 : 200<<10])
 		_, _ = w.Write(body[200<<10:])
 	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
-	finished := make(chan struct{})
-	go func() {
-		_ = s.Serve(tls.NewListener(inlineio.Listener{Listener: ln}, cfg))
-		close(finished)
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-finished
-	})
+	addr := serveTLS(t, s)
 	tr := &Transport{Dial: DialTLS(&net.Dialer{Timeout: time.Second}, &tls.Config{InsecureSkipVerify: true})} //nolint:gosec // the test's own certificate
 	defer tr.CloseIdleConnections()
 	for _, path := range []string{"/length", "/chunked", "/length"} {
-		req, _ := http.NewRequest(http.MethodGet, "https://"+ln.Addr().String()+path, nil)
+		req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
@@ -150,4 +111,29 @@ func TestServerLongWritesOverTLS(t *testing.T) {
 			t.Errorf("%s: the longest body Read returned %d bytes: one TLS record at a time", path, most)
 		}
 	}
+}
+
+// serveTLS serves s over TLS 1.3 on an internal/inlineio listener, as the
+// peer port does, until the test ends, and returns its address.
+func serveTLS(t *testing.T, s *Server) string {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(nil) // for its certificate
+	hs.StartTLS()
+	cert := hs.TLS.Certificates[0]
+	hs.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	finished := make(chan struct{})
+	go func() {
+		_ = s.Serve(tls.NewListener(inlineio.Listener{Listener: ln}, cfg))
+		close(finished)
+	}()
+	t.Cleanup(func() {
+		_ = s.Close()
+		<-finished
+	})
+	return ln.Addr().String()
 }

@@ -79,7 +79,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
 	for try := 0; ; try++ {
-		c, reused, err := t.conn(ctx, addr, trace)
+		c, reused, err := t.conn(ctx, addr, trace, try == 0 && rewindable(req))
 		if err != nil {
 			closeBody(req)
 			return nil, err
@@ -137,7 +137,10 @@ func hostPort(host, scheme string) string {
 }
 
 // conn returns an idle connection to addr that looks alive, or a new one.
-func (t *Transport) conn(ctx context.Context, addr string, trace *httptrace.ClientTrace) (*conn, bool, error) {
+// retryable says that a stale connection's failure would be retried on a
+// new one (RoundTrip): then one idle for less than trustIdle is taken
+// without looking at its socket.
+func (t *Transport) conn(ctx context.Context, addr string, trace *httptrace.ClientTrace, retryable bool) (*conn, bool, error) {
 	if trace != nil && trace.GetConn != nil {
 		trace.GetConn(addr)
 	}
@@ -146,7 +149,7 @@ func (t *Transport) conn(ctx context.Context, addr string, trace *httptrace.Clie
 		if c == nil {
 			break
 		}
-		if c.alive() {
+		if (retryable && c.br.Buffered() == 0 && time.Since(c.idleAt) < trustIdle) || c.alive() {
 			if trace != nil && trace.GotConn != nil {
 				trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true})
 			}
@@ -198,6 +201,7 @@ func (t *Transport) putIdle(c *conn) {
 	}
 	t.idle[c.addr] = append(t.idle[c.addr], c)
 	c.idle = true
+	c.idleAt = time.Now()
 	t.mu.Unlock()
 	d := t.IdleTimeout
 	if d <= 0 {
@@ -255,16 +259,17 @@ func (t *Transport) CloseIdleConnections() {
 
 // conn is one connection. It is used by one call at a time.
 type conn struct {
-	t     *Transport
-	addr  string
-	nc    net.Conn
-	raw   syscall.RawConn // the TCP socket under nc, for the liveness check; nil if none
-	cork  corker          // the socket under nc's TLS, if it can gather writes
-	in    countingReader
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	timer *time.Timer // idle expiry; guarded by t.mu with idle
-	idle  bool        // in t.idle; guarded by t.mu
+	t      *Transport
+	addr   string
+	nc     net.Conn
+	raw    syscall.RawConn // the TCP socket under nc, for the liveness check; nil if none
+	cork   corker          // the socket under nc's TLS, if it can gather writes
+	in     countingReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	timer  *time.Timer // idle expiry; guarded by t.mu with idle
+	idle   bool        // in t.idle; guarded by t.mu
+	idleAt time.Time   // when it was last pooled; guarded by t.mu until taken
 
 	peekFn   func(fd uintptr) bool // c.peek, bound once: a per-call closure would allocate
 	peekLive bool                  // peek's verdict
@@ -293,6 +298,13 @@ func (c *conn) close() { _ = c.nc.Close() }
 
 // interrupt ends a blocked read or write when the call's context ends.
 func (c *conn) interrupt() { _ = c.nc.SetDeadline(time.Unix(1, 0)) }
+
+// trustIdle is how long a pooled connection is taken for a retryable
+// request without the liveness check's syscall. Servers close idle
+// connections after seconds (gunicorn 2 s, Node.js 5 s); one that closed
+// sooner costs a retry on a new connection, not the call. Past it, or
+// for a request whose body cannot be sent again, the socket is looked at.
+const trustIdle = 500 * time.Millisecond
 
 // alive reports whether an idle connection can carry a request: the peer
 // has not closed it and sent nothing unasked. A TLS 1.3 server's session

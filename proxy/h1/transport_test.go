@@ -173,29 +173,47 @@ func TestStreamsBothWays(t *testing.T) {
 }
 
 // TestStaleIdleConnection: a server that closed an idle connection costs
-// the next call nothing.
+// the next call nothing: a request that can be sent again is (the
+// connection was idle for less than trustIdle, so taken unchecked), and
+// one whose body cannot be is never sent on it (the liveness check).
 func TestStaleIdleConnection(t *testing.T) {
 	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, "ok "+string(b))
 	}))
 	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	get(t, tr, s.URL)
 	s.CloseClientConnections() // the server side closes the pooled connection
 	time.Sleep(10 * time.Millisecond)
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		req, _ := http.NewRequest(method, s.URL, strings.NewReader("body"))
+	for _, tc := range []struct {
+		name   string
+		method string
+		once   bool // the body can be read once only
+	}{
+		{"GET", http.MethodGet, false},
+		{"POST with GetBody", http.MethodPost, false},
+		{"POST of a one-time body", http.MethodPost, true},
+	} {
+		req, _ := http.NewRequest(tc.method, s.URL, strings.NewReader("body"))
+		if tc.once {
+			req.Body = io.NopCloser(strings.NewReader("body"))
+			req.GetBody = nil
+		}
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
-			t.Fatalf("%s after the server closed the idle connection: %v", method, err)
+			t.Fatalf("%s after the server closed the idle connection: %v", tc.name, err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
+		b, _ := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
+		if want := "ok body"; tc.method == http.MethodPost && string(b) != want {
+			t.Errorf("%s: answer %q, want %q", tc.name, b, want)
+		}
 		s.CloseClientConnections()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := s.conns.Load(); n != 3 {
-		t.Errorf("used %d connections, want 3", n)
+	if n := s.conns.Load(); n != 4 {
+		t.Errorf("used %d connections, want 4", n)
 	}
 }
 
