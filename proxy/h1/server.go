@@ -617,6 +617,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 	}
 	keep = w.finish()
 	c.headBuf, c.pendBuf = w.head[:0], w.pend[:0]
+	c.endWatch() // before reading gone, which the watch's goroutine sets (the deferred call is then a no-op)
 	if c.gone {
 		return false
 	}
@@ -1068,11 +1069,27 @@ func (w *response) Write(p []byte) (int, error) {
 	if !w.committed {
 		if len(w.pend)+len(p) <= pendingMax {
 			w.pend = append(w.pend, p...)
-			return len(p), nil
+			return len(p), w.sendIfComplete()
 		}
 		w.commit(false, p)
 	}
-	return w.writeBody(p)
+	n, err := w.writeBody(p)
+	if err == nil {
+		err = w.sendIfComplete()
+	}
+	return n, err
+}
+
+// sendIfComplete sends the response as soon as its body is whole (all the
+// Content-Length the handler declared is written): nothing can follow it,
+// and the client need not wait for the handler's layers to finish their
+// bookkeeping (metrics, spans, pools) before it has the answer.
+func (w *response) sendIfComplete() error {
+	if w.written != w.cl {
+		return nil
+	}
+	w.commit(false, nil)
+	return w.c.bw.Flush()
 }
 
 func (w *response) WriteString(s string) (int, error) {
@@ -1083,7 +1100,7 @@ func (w *response) WriteString(s string) (int, error) {
 	if !w.committed && !w.noBody && len(w.pend)+len(s) <= pendingMax && (w.cl < 0 || w.written+int64(len(s)) <= w.cl) && !w.c.hijacked {
 		w.pend = append(w.pend, s...)
 		w.written += int64(len(s))
-		return len(s), nil
+		return len(s), w.sendIfComplete()
 	}
 	return w.Write([]byte(s))
 }

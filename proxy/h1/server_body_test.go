@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServerBodyAfterHandler: a goroutine still reading the request body
@@ -59,4 +60,43 @@ func body100(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return line
+}
+
+// TestServerSendsCompleteBodyAtOnce: once a handler has written all of the
+// Content-Length it declared, the response is on its way, while the
+// handler (its layers' bookkeeping) still runs; an answer of unknown
+// length still waits for the handler's end.
+func TestServerSendsCompleteBodyAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	s := serveH1(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/known" {
+			w.Header().Set("Content-Length", "5")
+		}
+		_, _ = io.WriteString(w, "hel")
+		_, _ = w.Write([]byte("lo"))
+		<-release
+	})})
+	c := dialH1(t, s.addr)
+	c.send(t, getReq("/known"))
+	got := make(chan string, 1)
+	go func() {
+		resp, body := c.answer(t, http.MethodGet)
+		got <- resp.Header.Get("Content-Length") + " " + body
+	}()
+	select {
+	case g := <-got:
+		if g != "5 hello" {
+			t.Fatalf("answer = %q, want Content-Length 5 and hello", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a complete answer waited for its handler to return")
+	}
+
+	c2 := dialH1(t, s.addr)
+	c2.send(t, getReq("/unknown"))
+	_ = c2.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if b, err := c2.br.Peek(1); err == nil {
+		t.Fatalf("an answer of unknown length was sent (%q) before its handler returned", b)
+	}
 }
