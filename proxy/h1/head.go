@@ -38,7 +38,7 @@ func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (re
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, ok1 := strings.Cut(line, " ")
 	uri, proto, ok2 := strings.Cut(line, " ")
-	if !ok1 || !ok2 || !validFieldName(method) || method == http.MethodConnect || len(uri) == 0 || uri[0] != '/' {
+	if !ok1 || !ok2 || !httpguts.ValidHeaderFieldName(method) || method == http.MethodConnect || len(uri) == 0 || uri[0] != '/' {
 		return nil, 0
 	}
 	var major, minor int
@@ -240,7 +240,7 @@ func parseFields(rest string) (http.Header, bool) {
 			return nil, false
 		}
 		key, v := kv[:colon], strings.Trim(kv[colon+1:], " \t")
-		if !validFieldName(key) || !validValue(v) {
+		if !httpguts.ValidHeaderFieldName(key) || !validValue(v) {
 			return nil, false
 		}
 		key = http.CanonicalHeaderKey(key)

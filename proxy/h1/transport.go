@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults of a Transport's zero fields.
@@ -493,7 +495,7 @@ func (c *conn) writeFixed(req *http.Request, hasBody bool) error {
 			// Kept otherwise, as net/http does: "Connection: Upgrade" asks
 			// to switch protocols (RFC 9110 §7.8).
 		}
-		if !validFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("h1: invalid header field name %q", k)
 		}
 		for _, v := range vv {
@@ -585,21 +587,6 @@ func (c *conn) copyBody(src io.Reader) (int64, error) {
 			return n, rerr
 		}
 	}
-}
-
-// validFieldName reports whether k is an RFC 9110 token; header names from
-// net/http's parser always are, names set by code may not be.
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		b := k[i]
-		if b <= ' ' || b >= 0x7f || b == ':' || strings.IndexByte("\"(),/;<=>?@[\\]{}", b) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // writeFieldValue writes v with CR and LF as spaces, as net/http does, so
