@@ -60,9 +60,10 @@ type Caller struct {
 // sets them from the sidecar's own knowledge (PRODUCT.md difference 2: Dapr
 // lets remote HTTP callers spoof dapr-caller-app-id; Skein never does).
 func stampIdentity(h http.Header, caller Caller, callee Target) {
-	h[HeaderCallerAppID] = []string{caller.AppID}
-	h[HeaderCallerNamespace] = []string{caller.Namespace}
-	h[HeaderCalleeAppID] = []string{callee.AppID}
+	v := []string{caller.AppID, caller.Namespace, callee.AppID} // one allocation for the three
+	h[HeaderCallerAppID] = v[0:1:1]
+	h[HeaderCallerNamespace] = v[1:2:2]
+	h[HeaderCalleeAppID] = v[2:3:3]
 }
 
 // Host describes where a sidecar runs, for Forwarded / X-Forwarded-* headers.
