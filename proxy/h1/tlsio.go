@@ -86,5 +86,7 @@ func corked(ck corker, buf []byte, write func() (int, error)) (int, error) {
 const maxRecord = 16 << 10
 
 // corkBuf gathers a corked write of up to copyBufSize bytes: the records'
-// headers and tags take the slack.
-type corkBuf [copyBufSize + 1<<10]byte
+// headers and tags (22 bytes each) take the slack, enough for the ~1.2 KiB
+// records crypto/tls writes first on a new connection (about 55 for 64 KiB);
+// a write that needs more still goes out whole, in a grown buffer.
+type corkBuf [copyBufSize + 4<<10]byte
