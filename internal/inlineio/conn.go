@@ -140,7 +140,7 @@ func (c *Conn) Cork(buf []byte) {
 }
 
 // Uncork writes what the Writes since Cork gathered, in one write when it
-// can, and returns the buffer given to Cork (perhaps grown) for reuse.
+// can, and returns what it wrote: the buffer given to Cork, perhaps grown.
 func (c *Conn) Uncork() ([]byte, error) {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()

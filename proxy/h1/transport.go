@@ -151,7 +151,7 @@ func (t *Transport) conn(ctx context.Context, addr string, trace *httptrace.Clie
 		if c == nil {
 			break
 		}
-		if (retryable && c.br.Buffered() == 0 && time.Since(c.idleAt) < trustIdle) || c.alive() {
+		if c.alive(retryable) {
 			if trace != nil && trace.GotConn != nil {
 				trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: true, WasIdle: true})
 			}
@@ -311,13 +311,14 @@ const trustIdle = 500 * time.Millisecond
 // alive reports whether an idle connection can carry a request: the peer
 // has not closed it and sent nothing unasked. A TLS 1.3 server's session
 // tickets arrive before the first response, so on a connection that has
-// carried one they are read already.
-func (c *conn) alive() bool {
+// carried one they are read already. For a retryable request (see conn),
+// one pooled less than trustIdle ago is taken without the syscall.
+func (c *conn) alive(retryable bool) bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	if c.raw == nil {
-		return true
+	if c.raw == nil || retryable && time.Since(c.idleAt) < trustIdle {
+		return true // nothing to look at, or trusted (trustIdle)
 	}
 	err := c.raw.Read(c.peekFn)
 	return c.peekLive && err == nil
