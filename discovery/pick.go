@@ -74,8 +74,7 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &replayBody{rc: r.Body, getBody: r.GetBody}
 	}
-	var triedBuf [maxConnectTries]*Endpoint
-	tried := triedBuf[:0]
+	var tried []*Endpoint // those that failed; nil until one does (no allocation per call)
 	var lastErr error
 	for range maxConnectTries {
 		now := p.now()
@@ -83,7 +82,6 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 		if ep == nil {
 			break
 		}
-		tried = append(tried, ep)
 		out := *r // shallow copy: only URL changes, and URL is copied too
 		u := *r.URL
 		u.Host = ep.Addr
@@ -121,6 +119,7 @@ func (p *Picker) RoundTrip(r *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		lastErr = err
+		tried = append(tried, ep)
 		if r.Context().Err() != nil {
 			// The caller gave up (or its deadline passed): no verdict on
 			// the instance.

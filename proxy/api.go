@@ -289,7 +289,6 @@ func (s *Sidecar) rewriteRemote(in, out *http.Request) {
 	out.Method = invokeVerb(out.Method)
 	setPath(out.URL, c.method, in.URL.RawQuery)
 	h := out.Header
-	removeHopHeaders(h) // ReverseProxy's list lacks HTTP2-Settings
 	delete(h, HeaderAppID)
 	if s.opts.APIToken != "" {
 		delete(h, HeaderAPIToken)
@@ -313,7 +312,6 @@ func (s *Sidecar) rewriteLocal(in, out *http.Request) {
 	out.Method = invokeVerb(out.Method)
 	setPath(out.URL, c.method, in.URL.RawQuery)
 	h := out.Header
-	removeHopHeaders(h)
 	delete(h, accesslog.HeaderTiming) // between sidecars only
 	switch peer, ok := identity.PeerFrom(in.Context()); {
 	case ok:

@@ -101,7 +101,6 @@ func (s *Sidecar) rewriteExternal(in, out *http.Request) {
 	out.URL.RawQuery = in.URL.RawQuery
 	out.Method = invokeVerb(out.Method)
 	h := out.Header
-	removeHopHeaders(h)
 	delete(h, HeaderAppID)
 	if s.opts.APIToken != "" {
 		delete(h, HeaderAPIToken)

@@ -27,7 +27,8 @@ import (
 // answer never looks complete.
 type forwarder struct {
 	Transport http.RoundTripper
-	// rewrite addresses out, a copy of in with its own Header and URL.
+	// rewrite addresses out, a copy of in with its own URL and Header (the
+	// latter less the hop-by-hop fields).
 	rewrite func(in, out *http.Request)
 	// onError answers a call that got no response.
 	onError func(w http.ResponseWriter, r *http.Request, err error)
@@ -44,8 +45,11 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 	*out = *in // same context, body and trailer map: trailers the client sends at the end pass on
 	u := *in.URL
 	out.URL = &u
-	out.Header = in.Header.Clone()
-	out.RequestURI = "" // a client request must not have one
+	// Sized as Clone sizes: room for what the rewrites add measured dearer
+	// than growing (BenchmarkTwoSidecars: +1.5 KB, +4 allocations a call).
+	out.Header = make(http.Header, len(in.Header))
+	forwardFields(out.Header, in.Header, true) // hop-by-hop fields stay behind
+	out.RequestURI = ""                        // a client request must not have one
 	out.Close = false
 	if in.ContentLength == 0 {
 		out.Body = nil // nothing to send; a transport may not even read it
@@ -78,7 +82,6 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		f.switchProtocols(w, out, resp, proto, sw)
 		return
 	}
-	removeHopHeaders(resp.Header)
 	if v := resp.Header[daprgrpc.HeaderAppStatus]; v != nil {
 		appStatus(w, in, v[0])
 		if c := callFrom(in.Context()); c == nil || !c.fromPeer {
@@ -86,9 +89,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		}
 	}
 	h := w.Header()
-	for k, vv := range resp.Header {
-		h[k] = vv // resp.Header is ours: its slices may be shared
-	}
+	forwardFields(h, resp.Header, false) // resp.Header is ours: its slices may be shared
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -19,34 +20,68 @@ const (
 	headerXForwardedHost  = "X-Forwarded-Host"
 )
 
-// hopHeaders are removed on every hop (RFC 9110 §7.6.1 plus the legacy names
-// Dapr also strips, contract §1.6). httputil.ReverseProxy removes most of
-// these itself; removeHopHeaders makes the rule explicit and complete.
-var hopHeaders = []string{
-	"Connection",
-	"Keep-Alive",
-	"Proxy-Connection",
-	"Transfer-Encoding",
-	"Upgrade",
-	"Http2-Settings",
-	"Te",
-	"Trailer",
-	"Proxy-Authorization",
-	"Proxy-Authenticate",
+// isHopHeader reports whether k, a canonical name, is a hop-by-hop header
+// removed on every hop (RFC 9110 §7.6.1 plus the legacy names Dapr also
+// strips, contract §1.6).
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade",
+		"Http2-Settings", "Te", "Trailer", "Proxy-Authorization", "Proxy-Authenticate":
+		return true
+	}
+	return false
+}
+
+// connectionNamed returns the canonical names the Connection header of h
+// lists: hop-by-hop for this connection only. Nil, with no allocation,
+// without one.
+func connectionNamed(h http.Header) []string {
+	var named []string
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = http.CanonicalHeaderKey(strings.TrimSpace(f)); f != "" {
+				named = append(named, f)
+			}
+		}
+	}
+	return named
 }
 
 // removeHopHeaders deletes hop-by-hop headers and any header named in
 // Connection from h.
 func removeHopHeaders(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = http.CanonicalHeaderKey(strings.TrimSpace(f)); f != "" {
-				delete(h, f)
-			}
+	named := connectionNamed(h)
+	for k := range h {
+		if isHopHeader(k) || slices.Contains(named, k) {
+			delete(h, k)
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+}
+
+// forwardFields copies the fields of src but the hop-by-hop ones
+// (removeHopHeaders' rule) into dst, in one pass with no deletes. With own,
+// the values are copied into one new array (http.Header.Clone's way), so
+// dst can be changed without touching src; without, dst shares src's
+// slices.
+func forwardFields(dst, src http.Header, own bool) {
+	named := connectionNamed(src)
+	var sv []string
+	if own {
+		n := 0
+		for _, vv := range src {
+			n += len(vv)
+		}
+		sv = make([]string, n)
+	}
+	for k, vv := range src {
+		if isHopHeader(k) || slices.Contains(named, k) {
+			continue
+		}
+		if own && vv != nil {
+			n := copy(sv, vv)
+			vv, sv = sv[:n:n], sv[n:]
+		}
+		dst[k] = vv
 	}
 }
 

@@ -12,8 +12,10 @@ func mustURL(p string) *url.URL {
 	return &url.URL{Path: p}
 }
 
-func TestRemoveHopHeaders(t *testing.T) {
-	h := http.Header{
+// hopHeavy has every hop-by-hop header, one named by Connection, and two
+// end-to-end ones.
+func hopHeavy() http.Header {
+	return http.Header{
 		"Connection":          {"X-Custom, keep-alive"},
 		"X-Custom":            {"1"},
 		"Keep-Alive":          {"timeout=5"},
@@ -28,10 +30,33 @@ func TestRemoveHopHeaders(t *testing.T) {
 		"Authorization":       {"Bearer kept"},
 		"Daprtest-Multi":      {"a", "b"},
 	}
+}
+
+func TestRemoveHopHeaders(t *testing.T) {
+	h := hopHeavy()
 	removeHopHeaders(h)
 	want := http.Header{"Authorization": {"Bearer kept"}, "Daprtest-Multi": {"a", "b"}}
 	if diff := cmp.Diff(want, h); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestForwardFields: the forwarder's one-pass copy keeps what
+// removeHopHeaders keeps; an owned copy shares no value with its source.
+func TestForwardFields(t *testing.T) {
+	for _, own := range []bool{true, false} {
+		src := hopHeavy()
+		src["Empty"] = nil // Clone keeps a nil entry as nil
+		dst := http.Header{}
+		forwardFields(dst, src, own)
+		want := http.Header{"Authorization": {"Bearer kept"}, "Daprtest-Multi": {"a", "b"}, "Empty": nil}
+		if diff := cmp.Diff(want, dst); diff != "" {
+			t.Errorf("own %v (-want +got):\n%s", own, diff)
+		}
+		dst["Daprtest-Multi"][0] = "changed"
+		if got := src["Daprtest-Multi"][0]; (got == "a") != own {
+			t.Errorf("own %v: changing the copy's value left the source's %q", own, got)
+		}
 	}
 }
 

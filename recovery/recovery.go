@@ -104,7 +104,13 @@ func Handler(layer string, m *Metrics, log *slog.Logger, reply func(http.Respons
 	g := newGuard(layer, m, log)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			tw := &trackingWriter{ResponseWriter: w}
+			// A writer that tells whether it has started (proxy/h1's)
+			// needs no tracking wrapper.
+			s, tells := w.(starter)
+			if !tells {
+				tw := &trackingWriter{ResponseWriter: w}
+				s, w = tw, tw
+			}
 			defer func() {
 				v := recover()
 				if v == nil {
@@ -114,11 +120,11 @@ func Handler(layer string, m *Metrics, log *slog.Logger, reply func(http.Respons
 					panic(v) // an abort on purpose: net/http ends the response quietly
 				}
 				g.report(r, v)
-				if tw.sent || !g.answer(reply, w, r) {
+				if s.Started() || !g.answer(reply, w, r) {
 					panic(http.ErrAbortHandler)
 				}
 			}()
-			next.ServeHTTP(tw, r)
+			next.ServeHTTP(w, r)
 		})
 	}
 }
@@ -137,13 +143,19 @@ func (g *guard) answer(reply func(http.ResponseWriter, *http.Request), w http.Re
 	return true
 }
 
-// trackingWriter notes whether the response has started: a final status,
-// a body byte, a flush or a hijack. Flush, Hijack and the rest of
+// starter is a ResponseWriter that tells whether its response has started:
+// a final status taken, a body byte, a flush or a hijack.
+type starter interface{ Started() bool }
+
+// trackingWriter notes whether the response has started, for a writer that
+// does not tell (starter). Flush, Hijack and the rest of
 // http.ResponseController reach the writer below.
 type trackingWriter struct {
 	http.ResponseWriter
 	sent bool
 }
+
+func (w *trackingWriter) Started() bool { return w.sent }
 
 // WriteHeader marks the response started only once the writer below has
 // taken the status: net/http panics on an invalid code before sending

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/skeinmesh/skein/proxy/h1"
 )
 
 // reply500 stands in for the sidecar's Dapr error envelope.
@@ -173,7 +175,16 @@ func TestHandlerReplyPanics(t *testing.T) {
 // TestHandlerOverHTTP checks the layer on a real server: a panic before
 // the response is a 500 the client reads, one after it a broken response
 // the client cannot take for a whole one, and the server goes on serving.
+// TestHandlerOverHTTP runs the layer on both servers the sidecar uses:
+// net/http's, whose writer it wraps to track, and proxy/h1's, which tells
+// by itself whether its response has started (Started).
 func TestHandlerOverHTTP(t *testing.T) {
+	for _, server := range []string{"net/http", "proxy/h1"} {
+		t.Run(server, func(t *testing.T) { testHandlerOverHTTP(t, server) })
+	}
+}
+
+func testHandlerOverHTTP(t *testing.T, server string) {
 	m, _ := newTestMetrics(t)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/early", func(http.ResponseWriter, *http.Request) { panic("early") })
@@ -182,13 +193,26 @@ func TestHandlerOverHTTP(t *testing.T) {
 		_, _ = w.Write([]byte("hello"))
 		panic("late")
 	})
+	mux.HandleFunc("/late-head", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK) // taken, not yet sent
+		panic("late head")
+	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	srv := httptest.NewUnstartedServer(Handler("api", m, slog.New(slog.DiscardHandler), reply500)(mux))
 	srv.Config.ErrorLog = nil
-	srv.Start()
-	defer srv.Close()
+	if server == "proxy/h1" {
+		h := &h1.Server{Handler: srv.Config.Handler, Log: slog.New(slog.DiscardHandler)}
+		go func() { _ = h.Serve(srv.Listener) }()
+		defer func() { _ = h.Close() }()
+		srv.URL = "http://" + srv.Listener.Addr().String()
+	} else {
+		srv.Start()
+		defer srv.Close()
+	}
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
 
-	resp, err := srv.Client().Get(srv.URL + "/early")
+	resp, err := client.Get(srv.URL + "/early")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +222,7 @@ func TestHandlerOverHTTP(t *testing.T) {
 		t.Errorf("/early: %d %s, want 500 with the error envelope", resp.StatusCode, b)
 	}
 	// POST: the client must not retry it on a fresh connection.
-	resp, err = srv.Client().Post(srv.URL+"/late", "text/plain", nil)
+	resp, err = client.Post(srv.URL+"/late", "text/plain", nil)
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -206,7 +230,16 @@ func TestHandlerOverHTTP(t *testing.T) {
 	if err == nil {
 		t.Error("/late: the client read a whole response, want an error (aborted)")
 	}
-	resp, err = srv.Client().Get(srv.URL + "/ok")
+	// A status taken counts as started: a 500 cannot follow a 200.
+	resp, err = client.Get(srv.URL + "/late-head")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Errorf("/late-head: the client read a whole %d response, want an error (aborted)", resp.StatusCode)
+		}
+	}
+	resp, err = client.Get(srv.URL + "/ok")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +247,8 @@ func TestHandlerOverHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/ok after two panics: %d", resp.StatusCode)
 	}
-	if got := panics(m, "api"); got != 2 {
-		t.Errorf("skein_panics_total = %v, want 2", got)
+	if got := panics(m, "api"); got != 3 {
+		t.Errorf("skein_panics_total = %v, want 3", got)
 	}
 }
 

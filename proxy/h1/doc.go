@@ -24,6 +24,15 @@
 // next request) is kept. A timer per request was tried first: resetting it
 // woke the network poller on every request and cost half the gain.
 //
+// A connection reuses, from one request to the next, its ResponseWriter
+// and response header map, and the header map (and values array) of a
+// request head it parsed itself: a handler must not use its ResponseWriter
+// or the request's Header after it returns, nor leave a goroutine that
+// does (fasthttp's rule; net/http's own for the ResponseWriter). A request
+// body gets a reader of its own, which stays closed for a goroutine that
+// outlives the handler. ResponseWriter.Started tells recovery.Handler
+// whether a panic can still be answered, with no wrapper per request.
+//
 // # Client
 //
 // net/http's Transport gives every connection a read goroutine and a write

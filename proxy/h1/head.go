@@ -28,7 +28,10 @@ const maxFastHeaders = 64
 // FuzzFastRequest compare the two. hosts is the number of Host lines (0
 // or 1); the header names and values are valid (parseFields), so
 // checkRequest need not look at them again.
-func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (req *http.Request, hosts int) {
+//
+// With f, the request's header is f's, reused (parseFields): the caller
+// must be done with the previous request's.
+func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64, f *fields) (req *http.Request, hosts int) {
 	buf, _ := br.Peek(br.Buffered())
 	end := headEnd(buf)
 	if end < 0 || int64(end) > maxHeader {
@@ -59,7 +62,7 @@ func readFastRequest(ctx context.Context, br *bufio.Reader, maxHeader int64) (re
 	if err != nil {
 		return nil, 0
 	}
-	h, ok := parseFields(rest)
+	h, ok := parseFields(rest, f)
 	if !ok {
 		return nil, 0
 	}
@@ -126,8 +129,9 @@ func validValue(s string) bool {
 // Transfer-Encoding, to a request other than HEAD. Anything else returns
 // nil and leaves br as it was, for http.ReadResponse. What it returns is
 // what http.ReadResponse returns for the same bytes
-// (TestFastResponseMatchesReadResponse, FuzzFastResponse).
-func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int) *http.Response {
+// (TestFastResponseMatchesReadResponse, FuzzFastResponse). A body is
+// read through fb, which the caller owns and reuses once the body is done.
+func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int, fb *fixedBody) *http.Response {
 	if req.Method == http.MethodHead {
 		return nil
 	}
@@ -157,7 +161,7 @@ func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int) *http.
 	if statusCode == http.StatusNoContent || statusCode == http.StatusNotModified || !validValue(status) {
 		return nil
 	}
-	h, ok := parseFields(rest)
+	h, ok := parseFields(rest, nil) // the answer's header outlives the call's use of c: never reused
 	if !ok {
 		return nil
 	}
@@ -202,7 +206,8 @@ func readFastResponse(br *bufio.Reader, req *http.Request, maxHeader int) *http.
 	}
 	_, _ = br.Discard(end)
 	if cl > 0 {
-		resp.Body = &fixedBody{br: br, left: cl}
+		*fb = fixedBody{br: br, left: cl}
+		resp.Body = fb
 	}
 	return resp
 }
@@ -222,13 +227,33 @@ func headEnd(buf []byte) int {
 // through the empty line) into a header whose keys and values are pieces
 // of rest; false for anything textproto's reader would read differently
 // or refuse (folded lines, bad names or values, bare LF).
-func parseFields(rest string) (http.Header, bool) {
+//
+// With f, the header and the values' backing array are f's, cleared and
+// reused: the caller must be done with the header f returned before.
+func parseFields(rest string, f *fields) (http.Header, bool) {
 	lines := strings.Count(rest, "\r\n") - 1 // the last is the empty line
 	if lines < 0 || lines > maxFastHeaders {
 		return nil, false
 	}
-	h := make(http.Header, lines)
-	vals := make([]string, lines)
+	var h http.Header
+	var vals []string
+	if f != nil && lines > maxReusedHeader {
+		f = nil // a head this large once: not worth keeping its map
+	}
+	if f != nil && f.h != nil {
+		h = f.h
+		clear(h)
+		if cap(f.vals) < lines {
+			f.vals = make([]string, lines)
+		}
+		vals = f.vals[:lines]
+	} else {
+		h = make(http.Header, lines)
+		vals = make([]string, lines)
+		if f != nil {
+			f.h, f.vals = h, vals
+		}
+	}
 	for k := 0; ; k++ {
 		kv, after, _ := strings.Cut(rest, "\r\n")
 		rest = after
@@ -251,6 +276,13 @@ func parseFields(rest string) (http.Header, bool) {
 			h[key] = vals[k : k+1 : k+1]
 		}
 	}
+}
+
+// fields is a header map and a backing array for its values that a
+// connection reuses for each request head it parses (parseFields).
+type fields struct {
+	h    http.Header
+	vals []string
 }
 
 // fixPragma is net/http's: "Pragma: no-cache" without Cache-Control adds

@@ -278,6 +278,15 @@ type serverConn struct {
 	pendBuf []byte // held response body (pendingMax), reused
 	capture []byte // the bytes of the request head being read
 	headBuf []byte // serialised response header lines, reused
+	// The running request's response, and its header map, reused by the
+	// next request on the connection: a handler must not use its
+	// ResponseWriter after it returns (net/http's rule).
+	resp   response
+	header http.Header
+	noBody bodyReader // the body reader of a request without a body
+	// The request header of the fast path, reused likewise: a handler
+	// must not use the request's Header after it returns.
+	fields fields
 }
 
 // connReader is what a conn's bufio.Reader reads: the connection, with
@@ -387,7 +396,7 @@ func (c *serverConn) serve() {
 		// parsed at once, with no more deadlines to set (the idle one
 		// stays until the next request; the handler does not read the
 		// connection).
-		req, hosts := readFastRequest(ctx, c.br, maxHeader)
+		req, hosts := readFastRequest(ctx, c.br, maxHeader, &c.fields)
 		fieldsChecked := req != nil
 		if req == nil {
 			var err error
@@ -564,18 +573,29 @@ func (c *serverConn) writeError(code int, reason string) {
 	}
 }
 
+// maxReusedHeader bounds the response header map a connection keeps for
+// its next request: one answer with many fields must not pin a large map.
+const maxReusedHeader = 32
+
 // serveRequest runs the handler for req and finishes its response; false
 // when the connection must close afterwards.
 func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) (keep bool) {
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
-	w := &response{c: c, req: req, status: 0, cl: -1}
-	w.header = make(http.Header)
-	w.keep = !req.Close
-	w.head = c.headBuf[:0]
-	w.pend = c.pendBuf[:0]
+	h := c.header
+	if h == nil || len(h) > maxReusedHeader {
+		h = make(http.Header)
+		c.header = h
+	} else {
+		clear(h)
+	}
+	w := &c.resp
+	*w = response{c: c, req: req, header: h, cl: -1, keep: !req.Close, head: c.headBuf[:0], pend: c.pendBuf[:0]}
 	if req.Body != http.NoBody && req.Body != nil {
-		w.body = bodyReader{rc: req.Body, w: w}
+		// A body gets a reader of its own: one the handler handed to a
+		// goroutine that outlives it (a request body writer the answer
+		// overtook) must stay closed, not read the next request's.
+		w.body = &bodyReader{rc: req.Body, w: w}
 		if ex, ok := req.Header["Expect"]; ok {
 			if len(ex) == 1 && strings.EqualFold(ex[0], "100-continue") && req.ProtoAtLeast(1, 1) {
 				w.body.expect = true
@@ -586,9 +606,10 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 				return false
 			}
 		}
-		req.Body = &w.body
+		req.Body = w.body
 	} else {
-		w.body.eof = true
+		w.body = &c.noBody // nothing reads it: the handler has http.NoBody
+		*w.body = bodyReader{eof: true}
 		w.body.eofFlag.Store(true)
 		if ex, ok := req.Header["Expect"]; ok && !(len(ex) == 1 && strings.EqualFold(ex[0], "100-continue")) {
 			cancel()
@@ -597,7 +618,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 		}
 		delete(req.Header, "Expect")
 	}
-	c.armWatch(cancel, &w.body)
+	c.armWatch(cancel, w.body)
 	aborted := true
 	defer func() {
 		w.body.close()
@@ -627,7 +648,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 // discardBody reads what the handler left of the request body, up to
 // maxDiscard; false when the connection cannot be reused.
 func (c *serverConn) discardBody(w *response) bool {
-	b := &w.body
+	b := w.body
 	if b.eof {
 		return true
 	}
@@ -819,7 +840,7 @@ type response struct {
 	c      *serverConn
 	req    *http.Request
 	header http.Header
-	body   bodyReader
+	body   *bodyReader
 
 	status    int   // 0 until WriteHeader
 	cl        int64 // declared Content-Length, -1 if none
@@ -838,6 +859,11 @@ type response struct {
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// Started reports whether the response has begun: a final status taken (by
+// WriteHeader, a Write or a flush) or the connection hijacked. A panic
+// after that can only cut the response short (recovery.Handler asks).
+func (w *response) Started() bool { return w.status != 0 || w.c.hijacked }
 
 // WriteHeader records the status and serialises the header lines; the head
 // is committed at the first flush, when the held body overflows, or when

@@ -276,6 +276,10 @@ type conn struct {
 	peekFn   func(fd uintptr) bool // c.peek, bound once: a per-call closure would allocate
 	peekLive bool                  // peek's verdict
 	peekBuf  [1]byte
+	// fixed frames the running response's body when it has a plain
+	// Content-Length; the next call reuses it (a call ends, by body.finish,
+	// before its connection serves another).
+	fixed fixedBody
 }
 
 func newConn(t *Transport, addr string, nc net.Conn) *conn {
@@ -639,7 +643,7 @@ func (c *conn) readHead(req *http.Request, trace *httptrace.ClientTrace) (*http.
 		var err error
 		if _, perr := c.br.Peek(1); perr == nil {
 			// Most answers' heads are whole in the buffer by now.
-			resp = readFastResponse(c.br, req, max)
+			resp = readFastResponse(c.br, req, max, &c.fixed)
 		}
 		if resp == nil {
 			resp, err = http.ReadResponse(c.br, req)
