@@ -33,6 +33,14 @@
 // outlives the handler. ResponseWriter.Started tells recovery.Handler
 // whether a panic can still be answered, with no wrapper per request.
 //
+// A Transport call made under a Server's request context (the proxy's
+// case: the forwarder's request carries the inbound one's context, plus
+// values) is watched by the serving connection: when the request's context
+// ends (the client went away, or the handler returned) the connection
+// interrupts the call, as context.AfterFunc would, with none of the five
+// allocations AfterFunc makes against a fresh request context. A context
+// with a deadline or cancel of its own gets context.AfterFunc.
+//
 // # Client
 //
 // net/http's Transport gives every connection a read goroutine and a write

@@ -273,11 +273,18 @@ type serverConn struct {
 	cancel  context.CancelFunc // the running request's
 	body    *bodyReader        // the running request's
 	gone    bool               // the watch saw the client leave
-	bwMu    sync.Mutex         // orders a 100 Continue with the head (commit)
-	scratch [64]byte
-	pendBuf []byte // held response body (pendingMax), reused
-	capture []byte // the bytes of the request head being read
-	headBuf []byte // serialised response header lines, reused
+	reqCtx  context.Context    // the running request's, for watchCall
+	// The Transport call watching the running request's context
+	// (watchCall): interrupted when the context ends. callGen tells a
+	// call's end from a later call's.
+	call      *conn
+	callGen   uint64
+	callFired bool
+	bwMu      sync.Mutex // orders a 100 Continue with the head (commit)
+	scratch   [64]byte
+	pendBuf   []byte // held response body (pendingMax), reused
+	capture   []byte // the bytes of the request head being read
+	headBuf   []byte // serialised response header lines, reused
 	// The running request's response, and its header map, reused by the
 	// next request on the connection: a handler must not use its
 	// ResponseWriter after it returns (net/http's rule).
@@ -360,7 +367,7 @@ func (c *serverConn) serve() {
 		c.tls = &cs
 	}
 	c.remote = c.rwc.RemoteAddr().String()
-	c.ctx = context.Background()
+	c.ctx = context.WithValue(context.Background(), serverConnKey{}, c) // for Transport's watch (watchCall)
 	if s.ConnContext != nil {
 		c.ctx = s.ConnContext(c.ctx, c.rwc)
 	}
@@ -618,12 +625,12 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 		}
 		delete(req.Header, "Expect")
 	}
-	c.armWatch(cancel, w.body)
+	c.armWatch(cancel, w.body, req.Context())
 	aborted := true
 	defer func() {
 		w.body.close()
 		c.endWatch()
-		cancel()
+		c.endRequest(cancel)
 		if aborted {
 			// A panic (http.ErrAbortHandler or another): the response is
 			// cut short; serve's recover closes the connection.
@@ -664,10 +671,10 @@ func (c *serverConn) discardBody(w *response) bool {
 }
 
 // armWatch marks a request as running, for the Server's scan.
-func (c *serverConn) armWatch(cancel context.CancelFunc, body *bodyReader) {
+func (c *serverConn) armWatch(cancel context.CancelFunc, body *bodyReader, ctx context.Context) {
 	now := time.Now().UnixNano()
 	c.wmu.Lock()
-	c.cancel, c.body, c.wstate, c.armedAt = cancel, body, watchArmed, now
+	c.cancel, c.body, c.wstate, c.armedAt, c.reqCtx = cancel, body, watchArmed, now, ctx
 	c.wmu.Unlock()
 	s := c.srv
 	if !s.scanning.Load() && s.scanning.CompareAndSwap(false, true) {
@@ -747,6 +754,7 @@ func (c *serverConn) startWatch() {
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			c.gone = true
+			c.fireCall()
 			cancel()
 		}
 	}
@@ -772,6 +780,58 @@ func (c *serverConn) endWatch() {
 	}
 	c.wstate, c.cancel, c.body, c.wending = watchOff, nil, nil, false
 	c.wmu.Unlock()
+}
+
+// serverConnKey finds, from a request's context, the connection serving it.
+type serverConnKey struct{}
+
+// fireCall interrupts the Transport call watching the running request's
+// context (watchCall), as context.AfterFunc would when the context ends;
+// c.wmu is held.
+func (c *serverConn) fireCall() {
+	if c.call != nil && !c.callFired {
+		c.call.interrupt()
+		c.callFired = true
+	}
+}
+
+// endRequest ends the running request's context, interrupting a call still
+// watching it; a later unwatchCall of that call reports it fired.
+func (c *serverConn) endRequest(cancel context.CancelFunc) {
+	c.wmu.Lock()
+	c.fireCall()
+	c.call, c.reqCtx = nil, nil
+	c.callGen++
+	c.wmu.Unlock()
+	cancel()
+}
+
+// watchCall has t's call watched by the running request's context, with no
+// allocation, when done is that context's Done channel (the call's context
+// is the request's, or only adds values to it) and no other call is
+// watched; it returns the watch's generation, for unwatchCall.
+func (c *serverConn) watchCall(done <-chan struct{}, t *conn) (gen uint64, ok bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.reqCtx == nil || c.call != nil || c.reqCtx.Done() != done || c.reqCtx.Err() != nil {
+		return 0, false
+	}
+	c.callGen++
+	c.call, c.callFired = t, false
+	return c.callGen, true
+}
+
+// unwatchCall ends watch gen; false when it had fired (the context ended:
+// t's deadline may be in the past).
+func (c *serverConn) unwatchCall(gen uint64) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.callGen != gen || c.call == nil {
+		return false // ended with its request, which fired it
+	}
+	fired := c.callFired
+	c.call, c.callFired = nil, false
+	return !fired
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

@@ -341,6 +341,43 @@ func (c *conn) peek(fd uintptr) bool {
 	return true // never wait for readiness
 }
 
+// ctxWatch interrupts a call's connection when the call's context ends.
+// When that context is an h1 Server's request context (or only adds values
+// to it), the serving connection watches the call (serverConn.watchCall),
+// with no allocation; otherwise context.AfterFunc does (five allocations
+// a call against a fresh request context).
+type ctxWatch struct {
+	sc   *serverConn
+	gen  uint64
+	stop func() bool
+}
+
+// watch starts the watch of ctx for c's call.
+func (c *conn) watch(ctx context.Context) ctxWatch {
+	done := ctx.Done()
+	if done == nil {
+		return ctxWatch{} // never ends
+	}
+	if sc, ok := ctx.Value(serverConnKey{}).(*serverConn); ok {
+		if gen, ok := sc.watchCall(done, c); ok {
+			return ctxWatch{sc: sc, gen: gen}
+		}
+	}
+	return ctxWatch{stop: context.AfterFunc(ctx, c.interrupt)}
+}
+
+// end stops the watch; false if it had fired (the context ended, and the
+// connection's deadline may be in the past). Once only.
+func (w ctxWatch) end() bool {
+	switch {
+	case w.sc != nil:
+		return w.sc.unwatchCall(w.gen)
+	case w.stop != nil:
+		return w.stop()
+	}
+	return true
+}
+
 // staleConnError is a reused connection that failed before any byte of a
 // response: the server closed it while idle.
 type staleConnError struct{ err error }
@@ -354,13 +391,10 @@ func (e *staleConnError) Unwrap() error { return e.err }
 // closed and req's body is (or will be) closed.
 func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
 	ctx := req.Context()
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.interrupt)
-	}
+	watch := c.watch(ctx)
 	fail := func(err error) (*http.Response, error) {
 		c.close()
-		if stop != nil && !stop() {
+		if !watch.end() {
 			// The context ended: that is the reason, not the deadline.
 			err = ctx.Err()
 		}
@@ -418,13 +452,13 @@ func (c *conn) roundTrip(req *http.Request, trace *httptrace.ClientTrace) (*http
 		// The connection now belongs to the caller (ReverseProxy's
 		// upgrade handling wants an io.ReadWriteCloser), and the call's
 		// context no longer bounds it.
-		if stop != nil && !stop() {
+		if !watch.end() {
 			return fail(ctx.Err()) // ended as the answer came: the deadline is in the past
 		}
 		resp.Body = &upgraded{br: c.br, conn: c.nc}
 		return resp, nil
 	}
-	b := &body{c: c, rc: resp.Body, stop: stop, ctx: ctx, wdone: wdone, keep: !resp.Close && !req.Close}
+	b := &body{c: c, rc: resp.Body, watch: watch, ctx: ctx, wdone: wdone, keep: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 		return resp, nil
@@ -703,7 +737,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 type body struct {
 	c     *conn
 	rc    io.ReadCloser // net/http's framing reader over c.br
-	stop  func() bool   // stops the context watch; nil: none
+	watch ctxWatch      // the call's context watch
 	ctx   context.Context
 	wdone chan error // the request body writer's result; nil: written inline
 	keep  bool       // neither side asked to close the connection
@@ -739,7 +773,7 @@ func (b *body) Close() error {
 func (b *body) finish(atEOF bool) {
 	b.done = true
 	keep := atEOF && b.keep
-	if b.stop != nil && !b.stop() {
+	if !b.watch.end() {
 		keep = false // the context ended: the deadline may be set
 	}
 	if keep && b.wdone != nil {
