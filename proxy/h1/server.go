@@ -580,8 +580,9 @@ func (c *serverConn) writeError(code int, reason string) {
 	}
 }
 
-// maxReusedHeader bounds the response header map a connection keeps for
-// its next request: one answer with many fields must not pin a large map.
+// maxReusedHeader bounds the header maps a connection keeps for its next
+// request (the response's, and the parsed request head's): one head with
+// many fields must not pin a large map to an idle connection.
 const maxReusedHeader = 32
 
 // serveRequest runs the handler for req and finishes its response; false
@@ -590,7 +591,7 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
 	h := c.header
-	if h == nil || len(h) > maxReusedHeader {
+	if h == nil {
 		h = make(http.Header)
 		c.header = h
 	} else {
@@ -625,12 +626,15 @@ func (c *serverConn) serveRequest(req *http.Request, cancel context.CancelFunc) 
 		}
 		delete(req.Header, "Expect")
 	}
-	c.armWatch(cancel, w.body, req.Context())
+	c.armWatch(req.Context(), cancel, w.body)
 	aborted := true
 	defer func() {
 		w.body.close()
 		c.endWatch()
 		c.endRequest(cancel)
+		if len(c.header) > maxReusedHeader {
+			c.header = nil // not kept while the connection idles
+		}
 		if aborted {
 			// A panic (http.ErrAbortHandler or another): the response is
 			// cut short; serve's recover closes the connection.
@@ -671,7 +675,7 @@ func (c *serverConn) discardBody(w *response) bool {
 }
 
 // armWatch marks a request as running, for the Server's scan.
-func (c *serverConn) armWatch(cancel context.CancelFunc, body *bodyReader, ctx context.Context) {
+func (c *serverConn) armWatch(ctx context.Context, cancel context.CancelFunc, body *bodyReader) {
 	now := time.Now().UnixNano()
 	c.wmu.Lock()
 	c.cancel, c.body, c.wstate, c.armedAt, c.reqCtx = cancel, body, watchArmed, now, ctx

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -821,4 +822,34 @@ func FuzzServer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIdleConnectionKeepsNoLargeHeader: an answer with more fields than
+// maxReusedHeader does not leave its header map on the idle connection.
+func TestIdleConnectionKeepsNoLargeHeader(t *testing.T) {
+	s := serveH1(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := 1
+		if r.URL.Path == "/many" {
+			n = maxReusedHeader + 8
+		}
+		for i := range n {
+			w.Header().Set("X-Field-"+strconv.Itoa(i), "v")
+		}
+	})})
+	c := dialH1(t, s.addr)
+	sc := (*serverConn)(nil)
+	for _, tc := range []struct {
+		path string
+		kept bool
+	}{{"/one", true}, {"/many", false}, {"/one", true}} {
+		c.send(t, getReq(tc.path))
+		_, _ = c.answer(t, http.MethodGet)
+		if sc == nil {
+			sc = activeConn(t, s.Server)
+		}
+		waitFor(t, "the connection to idle", func() bool { return http.ConnState(sc.state.Load()) == http.StateIdle })
+		if kept := sc.header != nil; kept != tc.kept {
+			t.Errorf("after %s: header map kept %v, want %v", tc.path, kept, tc.kept)
+		}
+	}
 }
